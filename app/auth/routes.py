@@ -1,0 +1,53 @@
+from urllib.parse import urlsplit
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from ..extensions import db, login_manager
+from ..models import User
+from . import bp
+from .service import authenticate
+
+
+@login_manager.user_loader
+def load_user(user_id):
+    return db.session.get(User, int(user_id))
+
+
+@bp.before_app_request
+def require_login():
+    """Every page needs a signed-in user; the API authenticates with its own tokens."""
+    endpoint = request.endpoint or ""
+    if endpoint in ("auth.login", "static") or request.blueprint == "api" or endpoint.startswith("health"):
+        return None
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("specs.index"))
+    error = None
+    username = ""
+    if request.method == "POST":
+        username = request.form.get("username", "").strip()
+        user = authenticate(username, request.form.get("password", ""))
+        if user:
+            login_user(user)
+            target = request.args.get("next", "")
+            # Only local paths: an open redirect would hand the session to another site.
+            if not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+                target = url_for("specs.index")
+            return redirect(target)
+        error = "Wrong username or password."
+    return render_template("auth/login.html", error=error, username=username), (401 if error else 200)
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    logout_user()
+    flash("Signed out.", "info")
+    return redirect(url_for("auth.login"))

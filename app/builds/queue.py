@@ -1,0 +1,48 @@
+"""Putting build jobs on the RQ queue. The queue carries only the job id."""
+import logging
+
+from flask import current_app
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+log = logging.getLogger(__name__)
+
+BUILD_FUNCTION = "app.builds.runner.run_build"
+
+
+def redis_connection(url=None) -> Redis:
+    return Redis.from_url(url or current_app.config["REDIS_URL"])
+
+
+def build_queue(connection=None) -> Queue:
+    return Queue(
+        current_app.config["RQ_QUEUE"],
+        connection=connection or redis_connection(),
+        serializer=JSONSerializer,
+    )
+
+
+def rq_job_id(job_id: int) -> str:
+    return f"build-{job_id}"
+
+
+def enqueue_build(job_id: int) -> bool:
+    """Enqueue a committed job row. False when Redis is unreachable: the row stays
+    `queued` and the worker's reconciler enqueues it once Redis is back."""
+    timeout = current_app.config["BUILD_TIMEOUT"] + 300  # above the build's own timeout
+    try:
+        build_queue().enqueue(
+            BUILD_FUNCTION,
+            job_id,
+            job_id=rq_job_id(job_id),
+            job_timeout=timeout,
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+        )
+    except RedisError as exc:
+        log.warning("job=%s enqueue failed, left queued for the reconciler: %s", job_id, exc)
+        return False
+    log.info("job=%s enqueued", job_id)
+    return True
