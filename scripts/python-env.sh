@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv and installs requirements.txt into it (with --dev, requirements-dev.txt
-# too when it exists). A stamp file keeps the hash of what was installed: when the
+# too when it exists). Stamp files keep the hash of what was installed: when the
 # requirement files have not changed, this does nothing.
 #   usage: scripts/python-env.sh [--dev]
 set -euo pipefail
@@ -12,16 +12,11 @@ dev=0
 
 cd "$IB_REPO_ROOT"
 venv=.venv
-stamp=$venv/.requirements.sha256
 req_files=(requirements.txt)
 if ((dev)) && [[ -f requirements-dev.txt ]]; then
     req_files+=(requirements-dev.txt)
 fi
 [[ -f requirements.txt ]] || die "requirements.txt not found in $IB_REPO_ROOT"
-
-# The stamp covers the files' content and which files were asked for, so a --dev run
-# after a plain one still installs the dev tools.
-want=$(sha256sum "${req_files[@]}" | sha256sum | cut -d' ' -f1)
 
 take_lock "python-env-$(echo "$IB_REPO_ROOT" | sha256sum | cut -c1-12)"
 
@@ -41,14 +36,16 @@ if [[ ! -x $venv/bin/python ]]; then
     "$python" -m venv "$venv"
 fi
 
-if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
-    log "python requirements up to date"
-    exit 0
-fi
-
-log "installing ${req_files[*]}"
+# One stamp per requirement file, holding the hash of what was last installed from it,
+# so alternating scripts/run (runtime only) and scripts/test (--dev) installs nothing.
+installed=0
 for f in "${req_files[@]}"; do
+    stamp=$venv/.installed-$f.sha256
+    want=$(sha256sum "$f" | cut -d' ' -f1)
+    [[ -f $stamp && $(cat "$stamp") == "$want" ]] && continue
+    log "installing $f"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$f"
+    echo "$want" >"$stamp"
+    installed=1
 done
-echo "$want" >"$stamp"
-log "python requirements installed"
+((installed)) || log "python requirements up to date"
