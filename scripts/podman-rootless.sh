@@ -12,8 +12,9 @@ set -euo pipefail
 require_root
 take_lock podman
 
-PIDFILE=$IB_STATE_DIR/podman-service.pid
-LOGFILE=$IB_LOG_DIR/podman-service.log
+# Per user: BUILD_USER may name another user (a second setup beside the first).
+PIDFILE=$IB_STATE_DIR/podman-service-$IB_BUILD_USER.pid
+LOGFILE=$IB_LOG_DIR/podman-service-$IB_BUILD_USER.log
 
 ensure_user() {
     if ! id "$IB_BUILD_USER" >/dev/null 2>&1; then

@@ -16,7 +16,10 @@ STORAGE=$IB_STATE_DIR/registry
 PIDFILE=$IB_STATE_DIR/registry.pid
 LOGFILE=$IB_LOG_DIR/registry.log
 
+# HTTP status of /v2/: 401 (ours, auth on), 200 (a registry without auth), 000 (nothing).
 registry_status() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$IB_REGISTRY_ADDR/v2/" || true; }
+registry_down() { [[ $(registry_status) == 000 ]]; }
+registry_up() { [[ $(registry_status) == 401 ]]; }
 
 install -d -m 755 "$IB_STATE_DIR" "$IB_LOG_DIR"
 install -d -m 700 "$STORAGE"
@@ -73,24 +76,41 @@ if ((config_changed)) && pid=$(our_pid); then
     wait_until 30 "registry to stop" bash -c "! kill -0 $pid"
 fi
 
-# Where systemd runs, the Debian package starts its own registry on :5000 with another
-# config; ours is the one the app is configured for.
-if [[ -d /run/systemd/system ]] && systemctl is-active --quiet docker-registry 2>/dev/null; then
-    log "stopping and disabling the packaged docker-registry.service"
-    systemctl disable --now docker-registry
-fi
+# The Debian package starts a registry of its own on :5000 (all interfaces, another
+# config) where systemd or a permissive policy-rc.d lets it; ours is the one the app is
+# configured for. Returns 1 when the packaged one is not running.
+stop_packaged_registry() {
+    if [[ -d /run/systemd/system ]] && systemctl is-active --quiet docker-registry 2>/dev/null; then
+        log "stopping and disabling the packaged docker-registry.service"
+        systemctl disable --now docker-registry
+    elif [[ -x /etc/init.d/docker-registry ]] && /etc/init.d/docker-registry status >/dev/null 2>&1; then
+        log "stopping the packaged docker-registry (init script)"
+        /etc/init.d/docker-registry stop
+    else
+        return 1
+    fi
+}
+
+credentials_work() {
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -u "$IB_REGISTRY_USER:$password" \
+        "http://$IB_REGISTRY_ADDR/v2/") == 200 ]]
+}
 
 status=$(registry_status)
-case $status in
-    200 | 401)
+if [[ $status == 200 || $status == 401 ]]; then
+    # The registry re-reads a changed htpasswd file on its next request: allow a moment.
+    if wait_until 5 "registry to accept the credentials" credentials_work; then
         log "registry: already answers on $IB_REGISTRY_ADDR (HTTP $status)"
         exit 0
-        ;;
-esac
+    fi
+    stop_packaged_registry ||
+        die "a registry on $IB_REGISTRY_ADDR rejects the credentials in $IB_REGISTRY_PASSWORD_FILE and is not ours; stop it"
+    wait_until 30 "the packaged registry to stop" registry_down
+fi
 
 log "registry: starting on $IB_REGISTRY_ADDR (log: $LOGFILE)"
 start_daemon "$LOGFILE" docker-registry serve "$CONFIG" >"$PIDFILE"
-if ! wait_until 30 "registry on $IB_REGISTRY_ADDR" bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' http://$IB_REGISTRY_ADDR/v2/) == 401 ]]"; then
+if ! wait_until 30 "registry on $IB_REGISTRY_ADDR" registry_up; then
     tail -n 20 "$LOGFILE" >&2
     die "registry did not come up"
 fi
