@@ -37,6 +37,7 @@ def create_app(test_config=None):
     from .credentials import bp as credentials_bp
     from .specs import bp as specs_bp
     from .builds import bp as builds_bp
+    from .ui import register_ui
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(specs_bp)
@@ -44,6 +45,7 @@ def create_app(test_config=None):
     app.register_blueprint(credentials_bp, url_prefix="/credentials")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     register_cli(app)
+    register_ui(app)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return app
