@@ -1,0 +1,403 @@
+"""Everything that talks to Podman: pull, inspect, a pre-flight check, build, push, stop.
+
+The worker talks to a rootless Podman API service through podman-py's low-level client.
+Pull, build and push are read as streams of JSON lines (``{"stream": ...}`` or
+``{"error": ...}``; the HTTP status is 200 even when they fail), on a thread of their own,
+so the caller keeps time while Podman is quiet: it flushes the log, notices a cancel
+request and enforces the build timeout.
+
+Credentials reach Podman only through its auth headers (``X-Registry-Auth`` for pull and
+push, ``X-Registry-Config`` for the build's own base-image pull); Podman writes them to a
+temporary auth file for that one request.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import queue
+import signal
+import tarfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from podman import PodmanClient
+from podman.errors import APIError
+
+log = logging.getLogger(__name__)
+
+CONTAINERFILE_NAME = "Containerfile"
+CONDA_CHECK = "command -v micromamba || command -v mamba || command -v conda"
+
+END = object()  # what EventStream.get returns once the stream is over
+
+
+class PodmanFailure(Exception):
+    """Podman refused or could not do something; the message is for the build log."""
+
+
+class PodmanUnavailable(PodmanFailure):
+    """The Podman service does not answer."""
+
+
+@dataclass(frozen=True)
+class RegistryAuth:
+    """A username and password for one registry host."""
+
+    host: str
+    username: str
+    password: str
+
+    def auth_header(self) -> str:
+        """``X-Registry-Auth``: one auth config, base64url JSON."""
+        return _b64json({"username": self.username, "password": self.password})
+
+    def config_header(self) -> str:
+        """``X-Registry-Config``: auth configs keyed by registry host, base64url JSON."""
+        return _b64json({self.host: {"username": self.username, "password": self.password}})
+
+    def secret_forms(self) -> list[str]:
+        """Every form in which this credential could turn up in text, for redaction."""
+        basic = f"{self.username}:{self.password}".encode()
+        forms = [
+            self.password,
+            urllib.parse.quote(self.password, safe=""),
+            self.auth_header(),
+            self.config_header(),
+            base64.b64encode(basic).decode(),
+            base64.b64encode(json.dumps({"username": self.username, "password": self.password}).encode()).decode(),
+        ]
+        return [f for f in forms if f]
+
+
+def _b64json(value) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode("utf-8")).decode("ascii")
+
+
+class EventStream:
+    """The JSON lines of one streaming Podman call, read on a thread of their own."""
+
+    def __init__(self, response, what: str):
+        self._response = response
+        self._what = what
+        self._queue: queue.Queue = queue.Queue(maxsize=10000)
+        self._thread = threading.Thread(target=self._read, name=f"podman-{what}", daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        try:
+            for raw in self._response.iter_lines():
+                if not raw:
+                    continue
+                try:
+                    event = json.loads(raw)
+                except ValueError:
+                    event = {"stream": raw.decode("utf-8", "replace") + "\n"}
+                self._queue.put(event)
+        except Exception as exc:  # the connection broke: Podman went away, or we closed it
+            self._queue.put({"error": f"lost the connection to Podman during {self._what}: {exc}", "broken": True})
+        finally:
+            self._queue.put(END)
+
+    def get(self, timeout: float):
+        """The next event (a dict), END when the stream is over, or None after `timeout`."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self):
+        try:
+            self._response.close()
+        except Exception:  # closing a broken connection may fail too; nothing to keep
+            pass
+
+    def wait_closed(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+@dataclass
+class BuildHandle:
+    """What it takes to find a running build again in order to stop it."""
+
+    base_image_id: str
+    started_at: float
+    containers_before: set[str] = field(default_factory=set)
+
+
+def build_context(containerfile: str, extra_files: dict[str, bytes] | None = None) -> bytes:
+    """An uncompressed tar holding the Containerfile (and e.g. the CA bundle)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        files = {CONTAINERFILE_NAME: containerfile.encode("utf-8"), **(extra_files or {})}
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = 0  # the same inputs give the same context, so COPY layers cache
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _quote(ref: str) -> str:
+    return urllib.parse.quote(ref, safe="")
+
+
+class Podman:
+    """One connection to the Podman API service at `url` (``unix:///run/user/<uid>/...``)."""
+
+    def __init__(self, url: str, timeout: float = 60):
+        self.url = url
+        self._timeout = timeout
+        self.client = PodmanClient(base_url=url, timeout=timeout)
+
+    def close(self):
+        self.client.close()
+
+    # -- plain calls ------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs):
+        try:
+            return getattr(self.client.api, method)(path, **kwargs)
+        except APIError as exc:
+            raise PodmanUnavailable(f"The Podman service at {self.url} does not answer: {_cause(exc)}") from exc
+
+    def ping(self) -> None:
+        response = self._call("get", "/_ping")
+        if response.status_code != 200:
+            raise PodmanUnavailable(f"The Podman service at {self.url} answered {response.status_code} to a ping.")
+
+    def version(self) -> str:
+        return self._call("get", "/version").json().get("Version", "?")
+
+    def inspect_image(self, ref: str) -> dict | None:
+        response = self._call("get", f"/images/{_quote(ref)}/json")
+        if response.status_code == 404:
+            return None
+        _raise_for(response, f"inspecting image {ref}")
+        return response.json()
+
+    def tag_image(self, ref: str, repo: str, tag: str) -> None:
+        response = self._call("post", f"/images/{_quote(ref)}/tag", params={"repo": repo, "tag": tag})
+        _raise_for(response, f"tagging {ref} as {repo}:{tag}")
+
+    def remove_image(self, ref: str) -> None:
+        response = self._call("delete", f"/images/{_quote(ref)}", params={"force": False})
+        if response.status_code not in (200, 404, 409):
+            _raise_for(response, f"removing image {ref}")
+
+    def find_conda_tool(self, image: str) -> str | None:
+        """Path of micromamba, mamba or conda in `image`, found by running a short container
+        with the image's own PATH and user; None when it has none."""
+        spec = {
+            "image": image,
+            "entrypoint": ["/bin/sh", "-c"],
+            "command": [CONDA_CHECK],
+            "remove": False,
+            "labels": {"imagebuilder.purpose": "preflight"},
+        }
+        response = self._call("post", "/containers/create", data=json.dumps(spec), headers={"Content-Type": "application/json"})
+        _raise_for(response, f"creating a check container from {image}")
+        container = response.json()["Id"]
+        try:
+            response = self._call("post", f"/containers/{container}/start")
+            _raise_for(response, f"starting a check container from {image}")
+            response = self._call("post", f"/containers/{container}/wait", params={"condition": "stopped"}, timeout=120)
+            _raise_for(response, f"waiting for the check container of {image}")
+            exit_code = int(response.text.strip() or "1")
+            output = self._container_output(container)
+        finally:
+            self._call("delete", f"/containers/{container}", params={"force": True, "v": True})
+        if exit_code != 0:
+            return None
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        return lines[0] if lines else None
+
+    def _container_output(self, container: str) -> str:
+        response = self._call("get", f"/containers/{container}/logs", params={"stdout": True, "stderr": False})
+        _raise_for(response, "reading the check container's output")
+        return _demux(response.content)
+
+    # -- streams ----------------------------------------------------------------------
+
+    def _stream(self, path: str, what: str, **kwargs) -> EventStream:
+        response = self._call("post", path, stream=True, timeout=(30, None), **kwargs)
+        if response.status_code >= 400:
+            _raise_for(response, what)
+        return EventStream(response, what)
+
+    def pull(self, ref: str, auth: RegistryAuth | None, tls_verify: bool | None) -> EventStream:
+        """Pull `ref` always (a moved tag is picked up, a cached private image needs its
+        credential again). tls_verify None leaves it to the service's registries.conf."""
+        params = {"reference": ref, "policy": "always", "quiet": False}
+        if tls_verify is not None:
+            params["tlsVerify"] = tls_verify
+        headers = {"X-Registry-Auth": auth.auth_header()} if auth else {}
+        return self._stream("/images/pull", "the pull", params=params, headers=headers)
+
+    def build(self, context: bytes, tag: str, auth: RegistryAuth | None = None) -> EventStream:
+        params = {
+            "dockerfile": CONTAINERFILE_NAME,
+            "t": tag,
+            "layers": True,  # keep intermediate layers: a pip-only change reuses the APT layer
+            "rm": True,
+            "forcerm": True,  # no build container left behind, even after a failure
+        }
+        headers = {"Content-Type": "application/x-tar"}
+        if auth:
+            headers["X-Registry-Config"] = auth.config_header()
+        return self._stream("/build", "the build", params=params, data=context, headers=headers)
+
+    def push(self, ref: str, auth: RegistryAuth | None, tls_verify: bool | None) -> EventStream:
+        params = {"quiet": False}
+        if tls_verify is not None:
+            params["tlsVerify"] = tls_verify
+        headers = {"X-Registry-Auth": auth.auth_header()} if auth else {}
+        return self._stream(f"/images/{_quote(ref)}/push", "the push", params=params, headers=headers)
+
+    # -- stopping a build -------------------------------------------------------------
+
+    def build_containers(self) -> list[dict]:
+        """Buildah's working containers (Podman calls them external, state "storage")."""
+        response = self._call("get", "/containers/json", params={"all": True, "external": True})
+        _raise_for(response, "listing build containers")
+        return [c for c in response.json() if c.get("State") == "storage"]
+
+    def start_handle(self, base_image_id: str) -> BuildHandle:
+        return BuildHandle(
+            base_image_id=base_image_id,
+            started_at=time.time(),
+            containers_before={c["Id"] for c in self.build_containers()},
+        )
+
+    def find_build_container(self, handle: BuildHandle) -> str | None:
+        """The working container of the build `handle` started: made from its base image
+        after it started, the earliest such if builds from the same base overlap."""
+        candidates = []
+        for c in self.build_containers():
+            if c["Id"] in handle.containers_before or c.get("ImageID") != handle.base_image_id:
+                continue
+            created = _parse_time(c.get("Created"))
+            if created is not None and created < handle.started_at - 2:
+                continue
+            candidates.append((created or 0, c["Id"]))
+        return min(candidates)[1] if candidates else None
+
+    def stop_build(self, handle: BuildHandle, stream: EventStream, grace: float = 20) -> None:
+        """Stop a running build and leave no build container behind.
+
+        Closing the API connection does not stop a build in Podman 4.3, nor does removing
+        its working container: the current RUN step carries on to its end. So the step's
+        OCI container (runc names it buildah-buildah<n>; its hostname is the first twelve
+        characters of the working container's id) is killed, which fails the build, and
+        buildah then removes its container itself (forcerm)."""
+        container = None
+        try:
+            container = self.find_build_container(handle)
+        except PodmanFailure as exc:
+            log.warning("could not list build containers: %s", exc)
+        if container:
+            killed = kill_run_steps(self.url, container)
+            log.info("stopping build container %s: killed %d RUN step process(es)", container[:12], killed)
+        if not stream.wait_closed(grace):
+            stream.close()
+            stream.wait_closed(5)
+        if container:
+            try:
+                self._call("delete", f"/containers/{container}", params={"force": True})
+            except PodmanFailure as exc:
+                log.warning("could not remove build container %s: %s", container[:12], exc)
+
+
+def kill_run_steps(podman_url: str, container_id: str) -> int:
+    """SIGKILL the RUN step containers of one buildah working container.
+
+    Works when the worker shares the build host with the Podman service and may signal
+    its processes (here the worker runs as root). Returns how many it killed."""
+    runc_root = _runc_root(podman_url)
+    if not runc_root or not os.path.isdir(runc_root):
+        return 0
+    killed = 0
+    for name in os.listdir(runc_root):
+        try:
+            with open(os.path.join(runc_root, name, "state.json")) as fh:
+                state = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if state.get("config", {}).get("hostname") != container_id[:12]:
+            continue
+        pid = state.get("init_process_pid")
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+    return killed
+
+
+def _runc_root(podman_url: str) -> str | None:
+    """runc's state folder for the (rootless) user who owns the service socket."""
+    parsed = urllib.parse.urlparse(podman_url)
+    if parsed.scheme not in ("unix", "http+unix"):
+        return None
+    socket_path = parsed.path or parsed.netloc
+    try:
+        uid = os.stat(socket_path).st_uid
+    except OSError:
+        return None
+    return "/run/runc" if uid == 0 else f"/run/user/{uid}/runc"
+
+
+def _parse_time(value) -> float | None:
+    if not value:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = str(value)
+    # Go timestamps carry nanoseconds; Python parses microseconds at most.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        zone = rest[len(digits):]
+        text = f"{head}.{digits[:6]}{zone}"
+    text = text.replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(text).astimezone(timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+def _demux(data: bytes) -> str:
+    """Container logs come multiplexed (8-byte frame headers) or plain."""
+    out = bytearray()
+    pos = 0
+    while pos + 8 <= len(data) and data[pos] in (0, 1, 2) and data[pos + 1:pos + 4] == b"\0\0\0":
+        size = int.from_bytes(data[pos + 4:pos + 8], "big")
+        out += data[pos + 8:pos + 8 + size]
+        pos += 8 + size
+    if pos == 0:
+        return data.decode("utf-8", "replace")
+    return out.decode("utf-8", "replace")
+
+
+def _cause(exc: Exception) -> str:
+    cause = exc.__cause__ or exc
+    return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+
+
+def _raise_for(response, what: str) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        message = body.get("message") or body.get("cause") or response.text
+    except ValueError:
+        message = response.text
+    raise PodmanFailure(f"Podman failed {what}: {message.strip()}")

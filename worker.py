@@ -1,0 +1,45 @@
+"""The build worker: an RQ worker on the RQ_QUEUE queue, with the app's context.
+
+    python worker.py          (Procfile: worker: python worker.py)
+
+The app is created once, before RQ forks a work horse per job, so each job starts
+quickly; the job function disposes of inherited database connections. HerokuWorker
+handles SIGTERM the way Procfile hosts send it: the running job gets a few seconds
+to stop its build and write its final state.
+"""
+import logging
+import os
+
+from rq.serializers import JSONSerializer
+from rq.worker import HerokuWorker
+
+from app import create_app
+from app.builds.queue import build_queue, redis_connection
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s"
+
+
+def main():
+    app = create_app()
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+    with app.app_context():
+        connection = redis_connection()
+        queue = build_queue(connection)
+        worker = HerokuWorker(
+            [queue],
+            connection=connection,
+            serializer=JSONSerializer,
+            name=os.environ.get("WORKER_NAME") or None,
+        )
+        # HerokuWorker's horse gets SIGRTMIN on SIGTERM, then this long to finish up
+        # (stop the Podman build, write the job's final state) before it is interrupted.
+        worker.imminent_shutdown_delay = int(os.environ.get("WORKER_SHUTDOWN_GRACE", "6"))
+        logging.getLogger(__name__).info(
+            "worker %s listening on queue %s (podman %s, registry %s)",
+            worker.name, queue.name, app.config["PODMAN_URL"], app.config["REGISTRY"],
+        )
+        worker.work(logging_level="INFO", log_format=LOG_FORMAT)
+
+
+if __name__ == "__main__":
+    main()
