@@ -1,5 +1,11 @@
+"""The JSON API for automation, at /api/v1. Callers authenticate with a Bearer token,
+so the blueprint is exempt from the pages' CSRF protection (browsers never attach that
+header on their own)."""
 from flask import Blueprint
 
-bp = Blueprint("api", __name__)
+from ..extensions import csrf
 
-from . import routes  # noqa: E402,F401
+bp = Blueprint("api", __name__)
+csrf.exempt(bp)
+
+from . import auth, errors, routes  # noqa: E402,F401

@@ -1,1 +1,236 @@
-from . import bp  # noqa: F401
+"""API endpoints: parse, call one service, answer JSON. See docs/API.md."""
+from dataclasses import asdict
+from pathlib import Path
+
+from flask import abort, jsonify, send_file
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from ..builds.logs import read_log, strip_ansi
+from ..credentials.service import (
+    CredentialInUse,
+    create_credential,
+    delete_credential,
+    update_credential,
+    validate_credential,
+)
+from ..extensions import db
+from ..models import BuildJob, ImageSpec, JobStatus, LogChunk, RegistryCredential
+from ..specs.service import (
+    check_spec,
+    create_spec,
+    delete_spec,
+    rebuild_spec,
+    spec_input_from_row,
+    spec_rows,
+    update_spec,
+)
+from ..specs.validation import FieldError
+from . import bp
+from .errors import InvalidInput
+from .payloads import (
+    CREDENTIAL_FIELDS,
+    SPEC_FIELDS,
+    credential_fields,
+    json_object,
+    query_int,
+    sorted_errors,
+    spec_fields,
+)
+from .serializers import credential_json, job_json, spec_json
+
+OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
+MAX_PER_PAGE = 100
+
+
+@bp.get("/openapi.yaml")
+def openapi():
+    return send_file(OPENAPI_FILE, mimetype="application/yaml")
+
+
+# Specs
+
+@bp.get("/specs")
+def list_specs():
+    rows = spec_rows(_specs_query())
+    return jsonify(specs=[spec_json(*row) for row in rows])
+
+
+@bp.post("/specs")
+def create_spec_endpoint():
+    data, shape_errors, unusable = spec_fields(json_object())
+    if shape_errors:
+        _reject(shape_errors, check_spec(data).errors, unusable)
+    outcome = create_spec(data)
+    if not outcome.ok:
+        _reject([], outcome.result.errors)
+    return jsonify({**_spec_with_jobs(outcome.spec.name), "job": job_json(outcome.job)}), 201
+
+
+@bp.get("/specs/<name>")
+def get_spec(name):
+    return jsonify(_spec_with_jobs(name))
+
+
+@bp.patch("/specs/<name>")
+def update_spec_endpoint(name):
+    spec = _spec_or_404(name)
+    body = json_object()
+    data, shape_errors, unusable = spec_fields(body)
+    if "name" in data and data["name"] != spec.name:
+        shape_errors.append(FieldError("name", "The name cannot be changed; create a new spec instead."))
+        unusable.add("name")
+    merged = {**asdict(spec_input_from_row(spec)), **data}
+    if shape_errors:
+        _reject(shape_errors, check_spec(merged, existing=spec).errors, unusable)
+    outcome = update_spec(spec, merged)
+    if not outcome.ok:
+        _reject([], outcome.result.errors)
+    job = job_json(outcome.job) if outcome.job else None
+    return jsonify({**_spec_with_jobs(spec.name), "job": job})
+
+
+@bp.delete("/specs/<name>")
+def delete_spec_endpoint(name):
+    delete_spec(_spec_or_404(name))
+    return "", 204
+
+
+@bp.get("/specs/<name>/jobs")
+def list_spec_jobs(name):
+    spec = _spec_or_404(name)
+    page = query_int("page", 1, minimum=1)
+    per_page = query_int("per_page", 20, minimum=1, maximum=MAX_PER_PAGE)
+    total = db.session.scalar(select(func.count(BuildJob.id)).where(BuildJob.spec_id == spec.id))
+    jobs = db.session.scalars(
+        select(BuildJob)
+        .where(BuildJob.spec_id == spec.id)
+        .order_by(BuildJob.revision.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    return jsonify(
+        jobs=[job_json(job) for job in jobs],
+        page=page,
+        per_page=per_page,
+        total=total,
+        pages=(total + per_page - 1) // per_page,
+    )
+
+
+@bp.post("/specs/<name>/rebuild")
+def rebuild_spec_endpoint(name):
+    job = rebuild_spec(_spec_or_404(name))
+    return jsonify(job_json(job)), 202
+
+
+# Jobs
+
+@bp.get("/jobs/<int:job_id>")
+def get_job(job_id):
+    return jsonify(job_json(_job_or_404(job_id), with_snapshot=True))
+
+
+@bp.get("/jobs/<int:job_id>/log")
+def get_job_log(job_id):
+    # The status is read before the log: a job that finishes in between is reported
+    # unfinished once more, so the caller's next poll still gets its last chunks.
+    job = _job_or_404(job_id)
+    job_finished = job.status in JobStatus.FINISHED
+    text, next_offset = read_log(job.id, query_int("offset", 0, minimum=0))
+    more = db.session.scalar(
+        select(LogChunk.id).where(LogChunk.job_id == job.id, LogChunk.seq >= next_offset).limit(1)
+    )
+    return jsonify(text=strip_ansi(text), next_offset=next_offset, finished=job_finished and more is None)
+
+
+# Registry credentials
+
+@bp.get("/credentials")
+def list_credentials():
+    creds = db.session.scalars(select(RegistryCredential).order_by(RegistryCredential.name))
+    return jsonify(credentials=[credential_json(c) for c in creds])
+
+
+@bp.post("/credentials")
+def create_credential_endpoint():
+    data, shape_errors, unusable = credential_fields(json_object())
+    if shape_errors:
+        _reject(shape_errors, validate_credential(data), unusable, CREDENTIAL_FIELDS)
+    cred, errors = create_credential(data)
+    if errors:
+        _reject([], errors, fields=CREDENTIAL_FIELDS)
+    return jsonify(credential_json(cred)), 201
+
+
+@bp.get("/credentials/<name>")
+def get_credential(name):
+    return jsonify(credential_json(_credential_or_404(name)))
+
+
+@bp.patch("/credentials/<name>")
+def update_credential_endpoint(name):
+    cred = _credential_or_404(name)
+    data, shape_errors, unusable = credential_fields(json_object())
+    if data.pop("name", cred.name) != cred.name:
+        shape_errors.append(FieldError("name", "The name cannot be changed; create a new credential instead."))
+    if data.get("password") == "":
+        shape_errors.append(FieldError("password", "Leave the password out to keep the stored one."))
+        unusable.add("password")
+    if shape_errors:
+        current = {"registry": cred.registry_host, "username": cred.username}
+        _reject(shape_errors, validate_credential({**current, **data}, existing=cred), unusable, CREDENTIAL_FIELDS)
+    errors = update_credential(cred, data)
+    if errors:
+        _reject([], errors, fields=CREDENTIAL_FIELDS)
+    return jsonify(credential_json(cred))
+
+
+@bp.delete("/credentials/<name>")
+def delete_credential_endpoint(name):
+    try:
+        delete_credential(_credential_or_404(name))
+    except CredentialInUse as exc:
+        return jsonify(error=str(exc), specs=[s.name for s in exc.specs]), 409
+    return "", 204
+
+
+# Helpers
+
+def _specs_query():
+    return select(ImageSpec).options(selectinload(ImageSpec.pull_secret)).order_by(ImageSpec.name)
+
+
+def _spec_or_404(name) -> ImageSpec:
+    spec = db.session.scalar(select(ImageSpec).where(ImageSpec.name == name))
+    if spec is None:
+        abort(404, f"No spec named {name!r}.")
+    return spec
+
+
+def _spec_with_jobs(name) -> dict:
+    rows = spec_rows(_specs_query().where(ImageSpec.name == name))
+    if not rows:
+        abort(404, f"No spec named {name!r}.")
+    return spec_json(*rows[0])
+
+
+def _job_or_404(job_id) -> BuildJob:
+    job = db.session.get(BuildJob, job_id)
+    if job is None:
+        abort(404, f"No job {job_id}.")
+    return job
+
+
+def _credential_or_404(name) -> RegistryCredential:
+    cred = db.session.scalar(select(RegistryCredential).where(RegistryCredential.name == name))
+    if cred is None:
+        abort(404, f"No registry credential named {name!r}.")
+    return cred
+
+
+def _reject(shape_errors, content_errors, unusable=(), fields=SPEC_FIELDS):
+    """422 with the shape errors and the content errors of the fields that had a usable
+    value (an unusable one would only add a misleading 'required')."""
+    errors = shape_errors + [e for e in content_errors if e.field not in unusable]
+    raise InvalidInput(sorted_errors(errors, fields))
