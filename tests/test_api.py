@@ -243,6 +243,31 @@ def test_list_specs_shows_latest_status_and_last_good_image(api):
     assert specs[1]["image"] is None
 
 
+def test_list_specs_takes_the_same_number_of_queries_for_any_number_of_specs(api):
+    from sqlalchemy import event
+
+    def add_specs(numbers):
+        for number in numbers:
+            api.post("/api/v1/credentials", json={"name": f"cred{number}", "registry": "ghcr.io", "username": "u", "password": PASSWORD})
+            create(api, name=f"spec{number}", pull_secret=f"cred{number}")
+
+    def queries_for_list():
+        db.session.expunge_all()  # the test shares the app's session: start from an empty one
+        statements = []
+        count = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            assert len(api.get("/api/v1/specs").get_json()["specs"]) == db.session.scalar(select(func.count(ImageSpec.id)))
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        return len(statements)
+
+    add_specs(range(2))
+    few = queries_for_list()
+    add_specs(range(2, 8))
+    assert queries_for_list() == few
+
+
 def test_get_spec(api):
     create(api)
     body = api.get("/api/v1/specs/demo").get_json()
