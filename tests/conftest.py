@@ -117,3 +117,26 @@ def queued_rq_jobs(app):
 
     yield ids
     build_queue().empty()
+
+
+@pytest.fixture
+def private_redis(app):
+    """A Redis database of this test's own, empty, for tests that look at every RQ key
+    (job hashes are global to a Redis database, and other tests leave theirs behind).
+    Claimed with SET NX in database 0, so parallel test runs never share one."""
+    from redis import Redis
+
+    shared = Redis.from_url("redis://127.0.0.1:6379/0")
+    for number in range(1, 16):
+        claim = f"imagebuilder-tests:redis-db:{number}"
+        if shared.set(claim, uuid.uuid4().hex, nx=True, ex=600):
+            break
+    else:
+        pytest.skip("every spare Redis database is claimed by another test run")
+    url = f"redis://127.0.0.1:6379/{number}"
+    connection = Redis.from_url(url)
+    connection.flushdb()
+    app.config["REDIS_URL"] = url
+    yield connection
+    connection.flushdb()
+    shared.delete(claim)

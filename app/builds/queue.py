@@ -28,19 +28,21 @@ def rq_job_id(job_id: int) -> str:
     return f"build-{job_id}"
 
 
+def enqueue_options(job_id: int) -> dict:
+    """The RQ options of a build job, the same for every way it is (re-)enqueued."""
+    return {
+        "job_id": rq_job_id(job_id),
+        "job_timeout": current_app.config["BUILD_TIMEOUT"] + 300,  # above the build's own timeout
+        "result_ttl": 24 * 3600,
+        "failure_ttl": 7 * 24 * 3600,
+    }
+
+
 def enqueue_build(job_id: int) -> bool:
     """Enqueue a committed job row. False when Redis is unreachable: the row stays
     `queued` and the worker's reconciler enqueues it once Redis is back."""
-    timeout = current_app.config["BUILD_TIMEOUT"] + 300  # above the build's own timeout
     try:
-        build_queue().enqueue(
-            BUILD_FUNCTION,
-            job_id,
-            job_id=rq_job_id(job_id),
-            job_timeout=timeout,
-            result_ttl=24 * 3600,
-            failure_ttl=7 * 24 * 3600,
-        )
+        build_queue().enqueue(BUILD_FUNCTION, job_id, **enqueue_options(job_id))
     except RedisError as exc:
         log.warning("job=%s enqueue failed, left queued for the reconciler: %s", job_id, exc)
         return False

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import func, select
 
+from ..builds.control import supersede_queued
 from ..builds.queue import enqueue_build
 from ..extensions import db
 from ..models import BuildJob, ImageSpec, JobStatus, RegistryCredential, utcnow
@@ -143,6 +144,7 @@ def _new_job(spec: ImageSpec, values: SpecInput) -> BuildJob:
     )
     db.session.add(job)
     db.session.flush()
+    supersede_queued(spec, job)
     return job
 
 
