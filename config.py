@@ -97,6 +97,15 @@ class Config:
 
     RQ_DASHBOARD_REDIS_URL = REDIS_URL
 
+    # Operations (app/ops): the reconciler, retention and readiness checks.
+    # A running job whose heartbeat is older than this is failed as "worker lost".
+    HEARTBEAT_TIMEOUT = int(os.environ.get("HEARTBEAT_TIMEOUT", "60"))
+    RECONCILE_INTERVAL = int(os.environ.get("RECONCILE_INTERVAL", "15"))
+    PRUNE_INTERVAL = int(os.environ.get("PRUNE_INTERVAL", "3600"))
+    JOB_RETENTION_COUNT = int(os.environ.get("JOB_RETENTION_COUNT", "50"))
+    FAILED_LOG_RETENTION_DAYS = int(os.environ.get("FAILED_LOG_RETENTION_DAYS", "14"))
+    READINESS_TIMEOUT = float(os.environ.get("READINESS_TIMEOUT", "2"))
+
 
 def resolve_secret_key():
     return _secret_key()

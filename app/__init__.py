@@ -1,5 +1,4 @@
 """Image Builder: an application factory with one blueprint per feature."""
-import logging
 import os
 
 from flask import Flask
@@ -38,6 +37,8 @@ def create_app(test_config=None):
     from .specs import bp as specs_bp
     from .builds import bp as builds_bp
     from .ui import register_ui
+    from .ops import register_ops
+    from .ops.logging import configure_logging
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(specs_bp)
@@ -46,8 +47,9 @@ def create_app(test_config=None):
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     register_cli(app)
     register_ui(app)
+    register_ops(app)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(app)
     return app
 
 

@@ -14,11 +14,14 @@ def load_user(user_id):
     return db.session.get(User, int(user_id))
 
 
+# Open without signing in: the login page, static files, and the probes of load balancers.
+PUBLIC_ENDPOINTS = {"auth.login", "static", "ops.healthz", "ops.readyz"}
+
+
 @bp.before_app_request
 def require_login():
     """Every page needs a signed-in user; the API authenticates with its own tokens."""
-    endpoint = request.endpoint or ""
-    if endpoint in ("auth.login", "static") or request.blueprint == "api" or endpoint.startswith("health"):
+    if request.endpoint in PUBLIC_ENDPOINTS or request.blueprint == "api":
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()

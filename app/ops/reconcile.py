@@ -1,0 +1,167 @@
+"""The reconciler: make Redis and the job rows agree again after a fault.
+
+The database row is the truth. Two faults leave them apart:
+- a worker killed mid-build stops its heartbeat: its `running` row is failed;
+- Redis restarted empty: `queued` rows RQ no longer knows are enqueued again, once.
+
+Safe to run from every worker at once: row changes are compare-and-set updates, and
+the Redis scan runs under a short lock with RQ's unique enqueue as a second guard.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from flask import current_app
+from redis import Redis
+from redis.exceptions import RedisError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job as RQJob
+from rq.job import JobStatus as RQStatus
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..builds.queue import BUILD_FUNCTION, build_queue, enqueue_options, redis_connection, rq_job_id
+from ..extensions import db
+from ..models import BuildJob, JobStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "imagebuilder:reconcile:{queue}"
+LOCK_SECONDS = 30
+# A new row is committed before enqueue_build runs: leave it that long to get there.
+QUEUED_GRACE = timedelta(seconds=10)
+# RQ states of a job that will still run (or is running) without our help.
+_ALIVE = (RQStatus.QUEUED, RQStatus.STARTED, RQStatus.SCHEDULED, RQStatus.DEFERRED)
+
+_RELEASE_LOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def reconcile(now: datetime | None = None, connection: Redis | None = None) -> dict:
+    """One pass; returns what it changed: {"worker_lost": [ids], "requeued": [ids], ...}."""
+    now = now or utcnow()
+    summary = {"worker_lost": fail_lost_jobs(now), "requeued": []}
+    try:
+        summary["requeued"] = requeue_missing_jobs(now, connection or redis_connection())
+    except RedisError as exc:
+        summary["redis_error"] = str(exc)
+        log.warning("event=reconcile_redis_error error=%r", str(exc))
+    return summary
+
+
+def fail_lost_jobs(now: datetime) -> list[int]:
+    """running rows whose heartbeat stopped -> failed "worker lost"."""
+    cutoff = now - timedelta(seconds=current_app.config["HEARTBEAT_TIMEOUT"])
+    last_sign = func.coalesce(BuildJob.heartbeat_at, BuildJob.started_at, BuildJob.created_at)
+    stale = db.session.execute(
+        select(BuildJob.id, BuildJob.heartbeat_at, last_sign).where(
+            BuildJob.status == JobStatus.RUNNING, last_sign < cutoff
+        )
+    ).all()
+    lost = []
+    for job_id, heartbeat_at, seen in stale:
+        # The heartbeat value is part of the condition: a beat that lands meanwhile wins.
+        same_beat = BuildJob.heartbeat_at.is_(None) if heartbeat_at is None else BuildJob.heartbeat_at == heartbeat_at
+        changed = db.session.execute(
+            update(BuildJob)
+            .where(BuildJob.id == job_id, BuildJob.status == JobStatus.RUNNING, same_beat)
+            .values(
+                status=JobStatus.FAILED,
+                finished_at=now,
+                error=f"worker lost (no heartbeat since {seen:%Y-%m-%d %H:%M:%S} UTC)",
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        if changed:
+            lost.append(job_id)
+            log.warning("job=%s event=worker_lost last_heartbeat=%s", job_id, seen.isoformat())
+    return lost
+
+
+def requeue_missing_jobs(now: datetime, connection: Redis) -> list[int]:
+    """Enqueue, once, each queued row that RQ has no live job for."""
+    candidates = db.session.scalars(
+        select(BuildJob.id)
+        .where(BuildJob.status == JobStatus.QUEUED, BuildJob.created_at < now - QUEUED_GRACE)
+        .order_by(BuildJob.id)
+    ).all()
+    if not candidates:
+        return []
+    queue = build_queue(connection)
+    lock_key = LOCK_KEY.format(queue=queue.name)
+    token = uuid.uuid4().hex
+    if not connection.set(lock_key, token, nx=True, ex=LOCK_SECONDS):
+        return []  # another worker is reconciling right now
+    try:
+        known = _known_job_ids(queue)
+        requeued = []
+        for job_id in candidates:
+            if rq_job_id(job_id) in known or _alive_in_rq(queue, job_id):
+                continue
+            try:
+                queue.enqueue(BUILD_FUNCTION, job_id, unique=True, **enqueue_options(job_id))
+            except DuplicateJobError:
+                continue  # somebody enqueued it meanwhile: exactly what we wanted
+            requeued.append(job_id)
+            log.warning("job=%s event=requeued reason=missing_from_redis", job_id)
+        return requeued
+    finally:
+        connection.eval(_RELEASE_LOCK, 1, lock_key, token)
+
+
+def _known_job_ids(queue) -> set[str]:
+    ids = set(queue.get_job_ids())
+    ids.update(queue.intermediate_queue.get_job_ids())
+    for registry in (queue.started_job_registry, queue.scheduled_job_registry, queue.deferred_job_registry):
+        ids.update(registry.get_job_ids(cleanup=False))
+    return ids
+
+
+def _alive_in_rq(queue, job_id: int) -> bool:
+    """Whether RQ still holds a job hash that will run. A hash left in a final state
+    (the job ran and ended without taking the row) is removed so it can be enqueued."""
+    key = rq_job_id(job_id)
+    try:
+        rq_job = RQJob.fetch(key, connection=queue.connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return False
+    if rq_job.get_status(refresh=False) in _ALIVE:
+        return True
+    rq_job.delete()
+    return False
+
+
+def run_periodically(app, interval: float | None = None, stop: threading.Event | None = None) -> threading.Thread:
+    """Start a daemon thread that reconciles every `interval` seconds and prunes old
+    jobs every PRUNE_INTERVAL. The worker calls this once at start."""
+    from .retention import prune_jobs
+
+    stop = stop or threading.Event()
+    interval = interval or app.config["RECONCILE_INTERVAL"]
+
+    def loop():
+        connection = Redis.from_url(app.config["REDIS_URL"])
+        next_prune = time.monotonic()
+        while not stop.is_set():
+            with app.app_context():
+                try:
+                    summary = reconcile(connection=connection)
+                    if summary["worker_lost"] or summary["requeued"]:
+                        log.info("event=reconciled %s", " ".join(f"{k}={v}" for k, v in summary.items()))
+                    if time.monotonic() >= next_prune:
+                        prune_jobs()
+                        next_prune = time.monotonic() + app.config["PRUNE_INTERVAL"]
+                except (SQLAlchemyError, RedisError) as exc:
+                    db.session.rollback()
+                    log.warning("event=reconcile_failed error=%r", str(exc))
+                finally:
+                    db.session.remove()
+            stop.wait(interval)
+
+    thread = threading.Thread(target=loop, name="reconciler", daemon=True)
+    thread.start()
+    return thread
