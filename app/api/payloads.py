@@ -21,58 +21,43 @@ def json_object() -> dict:
 
 
 def spec_fields(body: dict) -> tuple[dict, list[FieldError], set[str]]:
-    """(the fields in the shape validate_spec takes, shape errors, fields whose whole
-    value was unusable). A package list element that is not one line of text is
-    reported at its line and blanked, so the other lines keep their numbers."""
-    data, errors, unusable = {}, _unknown_keys(body, SPEC_FIELDS), set()
-    for key in ("name", "base_image"):
-        if key in body:
-            if isinstance(body[key], str):
-                data[key] = body[key]
-            else:
-                errors.append(FieldError(key, "Must be a string."))
-                unusable.add(key)
-    if "pull_secret" in body:
-        secret = body["pull_secret"]
-        if secret is None or isinstance(secret, str):
-            data["pull_secret"] = (secret or "").strip() or None
-        else:
-            errors.append(FieldError("pull_secret", "Must be a credential name (string) or null."))
-            unusable.add("pull_secret")
-    for key in PACKAGE_FIELDS:
-        if key not in body:
-            continue
-        value = body[key]
-        if value is None:
-            value = []
-        if not isinstance(value, list):
-            errors.append(FieldError(key, "Must be a list of strings, one package per element."))
-            unusable.add(key)
-            continue
-        lines = []
-        for number, element in enumerate(value, 1):
-            if not isinstance(element, str):
-                errors.append(FieldError(key, "Must be a string.", number))
-                element = ""
-            elif "\n" in element or "\r" in element:
-                errors.append(FieldError(key, "One package per element; line breaks are not allowed.", number))
-                element = ""
-            lines.append(element)
-        data[key] = lines
-    return data, errors, unusable
+    """Package lists go through as they are: validate_spec reports an entry that is
+    not one line of text at its position."""
+    return _fields_of_shape(body, SPEC_FIELDS, _spec_shape_error)
 
 
 def credential_fields(body: dict) -> tuple[dict, list[FieldError], set[str]]:
-    data, errors, unusable = {}, _unknown_keys(body, CREDENTIAL_FIELDS), set()
-    for key in CREDENTIAL_FIELDS:
+    return _fields_of_shape(body, CREDENTIAL_FIELDS, _string_shape_error)
+
+
+def _fields_of_shape(body: dict, known, shape_error) -> tuple[dict, list[FieldError], set[str]]:
+    """(the known fields whose value has the right type, errors for unknown fields and
+    wrong types, the names of the fields left out for their type)."""
+    expected = ", ".join(known)
+    errors = [FieldError(str(key), f"Unknown field; the fields are {expected}.") for key in body if key not in known]
+    data, unusable = {}, set()
+    for key in known:
         if key not in body:
             continue
-        if isinstance(body[key], str):
-            data[key] = body[key]
-        else:
-            errors.append(FieldError(key, "Must be a string."))
+        message = shape_error(key, body[key])
+        if message:
+            errors.append(FieldError(key, message))
             unusable.add(key)
+        else:
+            data[key] = body[key]
     return data, errors, unusable
+
+
+def _spec_shape_error(key, value) -> str | None:
+    if key in PACKAGE_FIELDS:
+        return None if value is None or isinstance(value, list) else "Must be a list of strings, one package per entry."
+    if key == "pull_secret":
+        return None if value is None or isinstance(value, str) else "Must be a credential name (string) or null."
+    return _string_shape_error(key, value)
+
+
+def _string_shape_error(_key, value) -> str | None:
+    return None if isinstance(value, str) else "Must be a string."
 
 
 def query_int(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
@@ -92,7 +77,3 @@ def sorted_errors(errors: list[FieldError], fields) -> list[FieldError]:
     order = {name: index for index, name in enumerate(fields)}
     return sorted(errors, key=lambda e: (order.get(e.field, len(order)), e.line or 0))
 
-
-def _unknown_keys(body: dict, known) -> list[FieldError]:
-    expected = ", ".join(known)
-    return [FieldError(str(key), f"Unknown field; the fields are {expected}.") for key in body if key not in known]
