@@ -129,7 +129,10 @@ ensure_overlay_storage() {
     as_build_user podman system reset --force >/dev/null 2>&1 || true
     # Files in there belong to subordinate uids; root can remove them all.
     rm -rf "$(build_user_home)/.local/share/containers/storage" "/run/user/$(build_user_uid)/containers"
-    driver=$(graph_driver) || die "podman info fails as $IB_BUILD_USER after reset"
+    driver=$(graph_driver) || {
+        as_build_user podman info >/dev/null || true  # shows podman's own error
+        die "podman info fails as $IB_BUILD_USER after the reset"
+    }
     [[ $driver == overlay ]] || die "rootless storage driver is still '$driver'"
     log "rootless storage now overlay (images must be imported again)"
 }

@@ -40,6 +40,15 @@ start_postgres() {
     if pg_isready -q -h 127.0.0.1; then
         log "postgres: already up"
     else
+        # pg_createcluster picks the next free port (5433, ...) when 5432 is taken at
+        # install time; the app and tests use 5432.
+        local port
+        port=$(pg_conftool -s "$version" main get port 2>/dev/null || echo 5432)
+        if [[ $port != 5432 ]]; then
+            log "postgres: cluster $version/main is set to port $port; moving it to 5432"
+            pg_ctlcluster --skip-systemctl-redirect "$version" main stop >/dev/null 2>&1 || true
+            pg_conftool "$version" main set port 5432
+        fi
         log "postgres: starting $version/main"
         # --skip-systemctl-redirect: there is no systemd here (nor in CI).
         pg_ctlcluster --skip-systemctl-redirect "$version" main start
