@@ -284,8 +284,11 @@ def test_invalid_pip_lines(line, reason):
         case("python 3.11.* *_cpython", "python 3.11.* *_cpython", id="build-glob"),
         case("conda-forge::numpy", "conda-forge::numpy", id="channel"),
         case("conda-forge::numpy==1.17*", "conda-forge::numpy 1.17.*", id="conda-style-star-lenient"),
+        case("conda-forge::NumPy==1.17*", "conda-forge::numpy 1.17.*", id="lenient-and-lowercased"),
         case("numpy 1.17", "numpy ==1.17", id="bare-version-lenient"),
         case("numpy=1.2=py38", "numpy ==1.2 py38", id="name-version-build-lenient"),
+        case("numpy 1.0rc1", "numpy ==1.0rc1", id="bare-prerelease-lenient"),
+        case("numpy[version=1.2, build=py38]", "numpy ==1.2 py38", id="bracket-bare-version-lenient"),
         case(
             "conda-forge/linux-64::numpy 1.17.* py38_0",
             "conda-forge/linux-64::numpy 1.17.* py38_0",
@@ -340,6 +343,8 @@ def test_valid_conda_lines(line, normalized):
         case('numpy[version=">=1", version="<2"]', "found multiple values for: version", id="lenient-would-drop-repeated-key"),
         case("numpy==1.17*=py38_0", "the build string '=py38_0' is not valid", id="lenient-would-drop-star"),
         case("numpy\t1.2", "Control characters", id="tab"),
+        case("RUN id", "missing range specifier for 'id'", id="lenient-would-read-word-as-version"),
+        case("FROM scratch", "missing range specifier for 'scratch'", id="instruction-like"),
     ],
 )
 def test_invalid_conda_lines(line, reason):

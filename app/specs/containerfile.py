@@ -1,23 +1,33 @@
 """Containerfile rendering: one pure function that the preview and the build share.
 
 Every package is written as a single-quoted shell word (``shlex.quote``), so no shell
-ever interprets what an admin typed; validation has already refused line breaks and
-control characters, so nothing can start a new Containerfile instruction either.
-Layers come in the order that keeps caches warm: APT (changes least), Conda, pip.
+ever interprets what an admin typed. Validation has already refused line breaks,
+control characters and leading '-'; the renderer checks those again (and the base
+image and user) so that nothing it is handed can start a new Containerfile
+instruction or become an option. Layers come in the order that keeps caches warm:
+APT (changes least), Conda, pip.
 """
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 from dataclasses import dataclass, field
 
-from .validation import SpecInput
+from .validation import PACKAGE_FIELDS, SpecInput, validate_image_reference
 
 # Where the build copies the operator's extra CA bundle; not the system bundle path,
 # which installing ca-certificates would regenerate.
 CA_BUNDLE_PATH = "/usr/local/share/imagebuilder/ca-bundle.pem"
 CA_BUNDLE_CONTEXT_NAME = "imagebuilder-ca-bundle.pem"
 CONDA_TOOLS = ("micromamba", "mamba", "conda")
+
+# USER takes a name or uid, optionally ':' and a group name or gid; '$' would be
+# expanded by the Containerfile parser, so it is not allowed.
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?")
+_ROOT_NAMES = ("root", "0")
+_SHELL_WORD_RE = re.compile(r"[\x21-\x7e][\x20-\x7e]*")
+_URL_RE = re.compile(r"https?://[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -31,18 +41,12 @@ class BuildOptions:
     base_user: str | None = None
 
 
-def _words(items, indent="      "):
-    return [f"{indent}{shlex.quote(item)} \\" for item in items]
-
-
-def _env_prefix(pairs):
-    return " ".join(f"{k}={shlex.quote(v)}" for k, v in pairs if v)
-
-
 def render_containerfile(spec: SpecInput, options: BuildOptions | None = None) -> str:
+    """The Containerfile for a validated spec; ValueError if anything could escape its quoting."""
     options = options or BuildOptions()
+    _check_inputs(spec, options)
     lines = [f"FROM {spec.base_image}"]
-    switch_user = bool(options.base_user) and options.base_user not in ("root", "0", "0:0")
+    switch_user = bool(options.base_user) and options.base_user.split(":")[0] not in _ROOT_NAMES
     if switch_user:
         lines.append("USER root")
     if options.ca_bundle:
@@ -59,14 +63,22 @@ def render_containerfile(spec: SpecInput, options: BuildOptions | None = None) -
         ]
 
     if spec.conda:
-        ca_env = _env_prefix([("CONDA_SSL_VERIFY", CA_BUNDLE_PATH if options.ca_bundle else None)])
+        ssl_env = _env_prefix(
+            [
+                ("CONDA_SSL_VERIFY", CA_BUNDLE_PATH if options.ca_bundle else None),
+                ("MAMBA_SSL_VERIFY", CA_BUNDLE_PATH if options.ca_bundle else None),
+            ]
+        )
+        # Into the active environment if the image has one, else into base
+        # (micromamba has no default target; conda and mamba use base anyway).
         lines += [
             'RUN set -e; tool=""; \\',
             f"    for t in {' '.join(CONDA_TOOLS)}; do \\",
             '      if command -v "$t" >/dev/null 2>&1; then tool="$t"; break; fi; \\',
             "    done; \\",
             '    if [ -z "$tool" ]; then echo "no micromamba, mamba or conda in the base image" >&2; exit 1; fi; \\',
-            f'    {ca_env + " " if ca_env else ""}"$tool" install -y \\',
+            '    set -- -n base; if [ -n "${CONDA_PREFIX:-}" ]; then set -- -p "$CONDA_PREFIX"; fi; \\',
+            f'    {ssl_env + " " if ssl_env else ""}"$tool" install -y "$@" \\',
             *_words(spec.conda),
             '    && "$tool" clean --all -y',
         ]
@@ -77,7 +89,7 @@ def render_containerfile(spec: SpecInput, options: BuildOptions | None = None) -
                 ("PIP_BREAK_SYSTEM_PACKAGES", "1"),
                 ("PIP_CERT", CA_BUNDLE_PATH if options.ca_bundle else None),
                 ("PIP_INDEX_URL", options.pip_index_url),
-                ("PIP_EXTRA_INDEX_URL", " ".join(options.pip_extra_index_urls)),
+                ("PIP_EXTRA_INDEX_URL", " ".join(u for u in options.pip_extra_index_urls if u)),
             ]
         )
         lines += [
@@ -95,3 +107,27 @@ def render_containerfile(spec: SpecInput, options: BuildOptions | None = None) -
 def input_hash(containerfile: str) -> str:
     """Short content hash of the build inputs: the same inputs give the same hash."""
     return hashlib.sha256(containerfile.encode("utf-8")).hexdigest()[:8]
+
+
+def _words(items, indent="      "):
+    return [f"{indent}{shlex.quote(item)} \\" for item in items]
+
+
+def _env_prefix(pairs):
+    return " ".join(f"{k}={shlex.quote(v)}" for k, v in pairs if v)
+
+
+def _check_inputs(spec: SpecInput, options: BuildOptions) -> None:
+    """Refuse what validation would never pass but a caller might still hand over."""
+    problems = validate_image_reference(spec.base_image)
+    if problems:
+        raise ValueError(f"base image {spec.base_image!r}: {problems[0]}")
+    for field_name in PACKAGE_FIELDS:
+        for item in getattr(spec, field_name):
+            if not _SHELL_WORD_RE.fullmatch(item) or item.startswith("-"):
+                raise ValueError(f"{field_name} entry {item!r} is not a validated package line")
+    if options.base_user and not _USER_RE.fullmatch(options.base_user):
+        raise ValueError(f"base user {options.base_user!r} is not a plain user[:group] name or id")
+    for url in (options.pip_index_url, *options.pip_extra_index_urls):
+        if url and not _URL_RE.fullmatch(url):
+            raise ValueError(f"pip index URL {url!r} is not a single http(s) URL")

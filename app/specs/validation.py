@@ -53,6 +53,7 @@ _PIP_INDEX_OPTIONS = {"-i", "--index-url", "--extra-index-url", "--no-index", "-
 _CONDA_URL_KEY_RE = re.compile(r"[\[,]\s*url\s*=")
 _CONDA_BRACKET_KEY_RE = re.compile(r"\b[a-z_]+\s*=(?!=)")
 _CONDA_TOKEN_RE = re.compile(r"[A-Za-z0-9_]+|\*")
+_CONDA_VERSION_ATOM_RE = re.compile(r"[A-Za-z0-9_.+!*]+")
 _DEFAULT_CONDA_HOST = "https://conda.anaconda.org/"
 _CONDA_SUBDIRS = frozenset(str(s) for s in Subdir.all())
 
@@ -300,9 +301,10 @@ def _parse_match_spec(line: str) -> MatchSpec:
     conda itself reads some ambiguous forms (numpy==1.17*, "numpy 1.17",
     numpy=1.2=py38) that rattler's strict mode refuses. Its lenient mode reads
     them like conda does, but it also quietly drops parts of other lines (a
-    repeated [version=...], the '*' of ==1.17*=py38). So a lenient result counts
-    only when it is stable (re-parses strictly to itself) and keeps every word,
-    number and '*' of the line; otherwise the strict parser's reason is shown.
+    repeated [version=...], the '*' of ==1.17*=py38) and takes any second word
+    for a version. So a lenient result counts only when it is stable (re-parses
+    strictly to itself), keeps every word, number and '*' of the line, and its
+    versions start with digits; otherwise the strict parser's reason is shown.
     """
     try:
         return MatchSpec(line, strict=True)
@@ -314,13 +316,19 @@ def _parse_match_spec(line: str) -> MatchSpec:
             stable = str(MatchSpec(text, strict=True)) == text
         except Exception:
             raise LineInvalid(reason) from None
-        if not stable or Counter(_conda_tokens(line)) - Counter(_conda_tokens(text)):
+        lost = Counter(_conda_tokens(line)) - Counter(_conda_tokens(text))
+        if not stable or lost or not _looks_like_versions(spec.version):
             raise LineInvalid(reason)
         return spec
 
 
+def _looks_like_versions(version: str | None) -> bool:
+    """Lenient reads 'FROM scratch' as package 'from' version 'scratch': not taken."""
+    return all(atom[0].isdigit() or atom[0] == "*" for atom in _CONDA_VERSION_ATOM_RE.findall(version or ""))
+
+
 def _conda_tokens(text: str) -> list[str]:
-    return _CONDA_TOKEN_RE.findall(_CONDA_BRACKET_KEY_RE.sub(" ", text))
+    return _CONDA_TOKEN_RE.findall(_CONDA_BRACKET_KEY_RE.sub(" ", text).lower())
 
 
 def _first_line(exc) -> str:
