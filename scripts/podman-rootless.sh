@@ -146,6 +146,9 @@ start_service() {
     fi
     # A socket file left by a killed service would make the new one fail to bind.
     rm -f "$sock"
+    # Builds run only through the service, so with none running, any build container
+    # still in storage was left by a killed build (CI ends every process between runs).
+    as_build_user buildah rm --all >/dev/null 2>&1 || true
     mkdir -p "$IB_LOG_DIR" "$IB_STATE_DIR"
     log "podman: starting rootless service on $sock (log: $LOGFILE)"
     # --time=0: never exit for idleness; the worker may be quiet for hours.
