@@ -46,6 +46,7 @@ EVERY_ENDPOINT = [
     ("post", "/api/v1/specs/demo/rebuild"),
     ("get", "/api/v1/jobs/1"),
     ("get", "/api/v1/jobs/1/log"),
+    ("post", "/api/v1/jobs/1/cancel"),
     ("get", "/api/v1/credentials"),
     ("post", "/api/v1/credentials"),
     ("get", "/api/v1/credentials/hub"),
@@ -285,6 +286,7 @@ def test_get_spec(api):
         ("post", "/api/v1/specs/nope/rebuild"),
         ("get", "/api/v1/jobs/999"),
         ("get", "/api/v1/jobs/999/log"),
+        ("post", "/api/v1/jobs/999/cancel"),
         ("get", "/api/v1/jobs/abc"),
         ("get", "/api/v1/credentials/nope"),
         ("patch", "/api/v1/credentials/nope"),
@@ -307,6 +309,7 @@ def test_unknown_names_ids_and_routes_are_json_404s(api, method, url):
         ("delete", "/api/v1/specs", {"GET", "POST"}),
         ("get", "/api/v1/specs/demo/rebuild", {"POST"}),
         ("post", "/api/v1/jobs/1", {"GET"}),
+        ("get", "/api/v1/jobs/1/cancel", {"POST"}),
         ("put", "/api/v1/credentials/hub", {"GET", "PATCH", "DELETE"}),
     ],
 )
@@ -460,6 +463,30 @@ def test_job_log_is_not_finished_until_every_chunk_was_read(api):
     assert (first["next_offset"], first["finished"]) == (500, False)
     rest = api.get(f"/api/v1/jobs/{job_id}/log?offset=500").get_json()
     assert rest == {"text": "500\n", "next_offset": 501, "finished": True}
+
+
+def test_cancel_a_queued_job_takes_it_off_the_queue(api, queued_rq_jobs):
+    job_id = create(api)["job"]["id"]
+    response = api.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert response.status_code == 202
+    assert response.get_json()["status"] == JobStatus.CANCELLED
+    assert response.get_json()["finished_at"] is not None
+    assert f"build-{job_id}" not in queued_rq_jobs()
+    assert api.get("/api/v1/specs/demo").get_json()["status"] == JobStatus.CANCELLED
+    again = api.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert again.status_code == 409 and "already finished" in again.get_json()["error"]
+
+
+def test_cancel_a_running_job_asks_the_worker_to_stop_it(api):
+    job_id = create(api)["job"]["id"]
+    job = db.session.get(BuildJob, job_id)
+    job.status, job.started_at = JobStatus.RUNNING, utcnow()
+    db.session.commit()
+    response = api.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert response.status_code == 202
+    assert response.get_json()["status"] == JobStatus.RUNNING
+    db.session.refresh(job)
+    assert job.cancel_requested
 
 
 @pytest.mark.parametrize("offset", ["-1", "x", "1.5"])

@@ -6,6 +6,7 @@ from flask import abort, jsonify, send_file
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from ..builds.control import cancel_job
 from ..builds.logs import read_log, strip_ansi
 from ..credentials.service import (
     CredentialInUse,
@@ -142,6 +143,16 @@ def get_job_log(job_id):
         select(LogChunk.id).where(LogChunk.job_id == job.id, LogChunk.seq >= next_offset).limit(1)
     )
     return jsonify(text=strip_ansi(text), next_offset=next_offset, finished=job_finished and more is None)
+
+
+@bp.post("/jobs/<int:job_id>/cancel")
+def cancel_job_endpoint(job_id):
+    """A queued job is cancelled at once; a running one is asked to stop (the worker
+    ends it `cancelled` within seconds). Either way the request is accepted: 202."""
+    job = _job_or_404(job_id)
+    if not cancel_job(job):
+        return jsonify(error=f"Job {job.id} has already finished ({job.status})."), 409
+    return jsonify(job_json(job)), 202
 
 
 # Registry credentials
