@@ -381,7 +381,10 @@ def test_injection_is_refused_or_rendered_as_one_quoted_word(field, as_list, pay
     # "run", version "id"; '# escape=`' is a comment): each must stay one word.
     accepted = getattr(result.spec, field)
     rendered = render_containerfile(result.spec, BUILD_OPTIONS)
-    assert rendered.count("\n") == len(rendered.splitlines())  # only '\n' breaks lines
+    # Only '\n' breaks lines, and exactly as many as for harmless words: none is the input's.
+    assert rendered.count("\n") == len(rendered.splitlines())
+    placeholders = SpecInput("demo", BASE, **{field: ["aa"] * len(accepted)})
+    assert rendered.count("\n") == render_containerfile(placeholders, BUILD_OPTIONS).count("\n")
     for step in instructions(rendered):
         assert step.split(" ", 1)[0] in {"FROM", "USER", "COPY", "RUN"}
     assert installed_words(rendered).get(field, []) == accepted

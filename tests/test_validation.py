@@ -136,23 +136,23 @@ def test_invalid_image_references(ref, reason):
 
 # --- APT ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    "line, normalized",
-    [
-        case("curl", "curl", id="name"),
-        case("g++", "g++", id="plus-in-name"),
-        case("libstdc++6", "libstdc++6", id="plus-and-digit"),
-        case("python3.11-venv", "python3.11-venv", id="dot-and-dash"),
-        case("r2", "r2", id="two-chars"),
-        case("curl=7.88.1-10+deb12u5", "curl=7.88.1-10+deb12u5", id="version-with-revision-plus"),
-        case("tzdata=2024a-0+deb12u1", "tzdata=2024a-0+deb12u1", id="version-letters"),
-        case("vim=2:9.0.1378-2", "vim=2:9.0.1378-2", id="epoch"),
-        case("foo=1.0~rc1-1", "foo=1.0~rc1-1", id="tilde"),
-        case("foo=1:2.3~b1+dfsg-4~bpo12+1", "foo=1:2.3~b1+dfsg-4~bpo12+1", id="epoch-tilde-plus"),
-        case("curl/bookworm-backports", "curl/bookworm-backports", id="release"),
-        case("curl/stable", "curl/stable", id="release-suite"),
-    ],
-)
+VALID_APT = [
+    case("curl", "curl", id="name"),
+    case("g++", "g++", id="plus-in-name"),
+    case("libstdc++6", "libstdc++6", id="plus-and-digit"),
+    case("python3.11-venv", "python3.11-venv", id="dot-and-dash"),
+    case("r2", "r2", id="two-chars"),
+    case("curl=7.88.1-10+deb12u5", "curl=7.88.1-10+deb12u5", id="version-with-revision-plus"),
+    case("tzdata=2024a-0+deb12u1", "tzdata=2024a-0+deb12u1", id="version-letters"),
+    case("vim=2:9.0.1378-2", "vim=2:9.0.1378-2", id="epoch"),
+    case("foo=1.0~rc1-1", "foo=1.0~rc1-1", id="tilde"),
+    case("foo=1:2.3~b1+dfsg-4~bpo12+1", "foo=1:2.3~b1+dfsg-4~bpo12+1", id="epoch-tilde-plus"),
+    case("curl/bookworm-backports", "curl/bookworm-backports", id="release"),
+    case("curl/stable", "curl/stable", id="release-suite"),
+]
+
+
+@pytest.mark.parametrize("line, normalized", VALID_APT)
 def test_valid_apt_lines(line, normalized):
     assert normalize_apt(line) == (normalized, normalized.split("=")[0].split("/")[0])
 
@@ -195,34 +195,34 @@ def test_invalid_apt_lines(line, reason):
 
 # --- pip ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(
-    "line, normalized, key",
-    [
-        case("numpy", "numpy", "numpy", id="name"),
-        case("NumPy>=1.0", "numpy>=1.0", "numpy", id="canonical-name"),
-        case("Django_Rest.Framework", "django-rest-framework", "django-rest-framework", id="canonical-separators"),
-        case("requests[Security,socks]>=2.8.1,==2.8.*", "requests[security,socks]==2.8.*,>=2.8.1", "requests", id="extras-and-specifiers"),
-        case(
-            'requests [security] >= 2.8.1, == 2.8.* ; python_version < "2.7"',
-            'requests[security]==2.8.*,>=2.8.1; python_version < "2.7"',
-            "requests",
-            id="pep508-spaces-and-marker",
-        ),
-        case("numpy;python_version>'3'", 'numpy; python_version > "3"', "numpy", id="marker-single-quotes"),
-        case("numpy (>=1.0)", "numpy>=1.0", "numpy", id="parenthesised-specifier"),
-        case("numpy<2,>=1", "numpy<2,>=1", "numpy", id="specifiers-sorted"),
-        case("numpy~=1.2", "numpy~=1.2", "numpy", id="compatible-release"),
-        case("numpy==1.0+local", "numpy==1.0+local", "numpy", id="local-version"),
-        case("numpy===1.0.post1", "numpy===1.0.post1", "numpy", id="arbitrary-equality"),
-        case("numpy[]", "numpy", "numpy", id="empty-extras"),
-        case(
-            'x; platform_release == "$(id)"',
-            'x; platform_release == "$(id)"',
-            "x",
-            id="marker-value-with-shell-syntax",
-        ),
-    ],
-)
+VALID_PIP = [
+    case("numpy", "numpy", "numpy", id="name"),
+    case("NumPy>=1.0", "numpy>=1.0", "numpy", id="canonical-name"),
+    case("Django_Rest.Framework", "django-rest-framework", "django-rest-framework", id="canonical-separators"),
+    case("requests[Security,socks]>=2.8.1,==2.8.*", "requests[security,socks]==2.8.*,>=2.8.1", "requests", id="extras-and-specifiers"),
+    case(
+        'requests [security] >= 2.8.1, == 2.8.* ; python_version < "2.7"',
+        'requests[security]==2.8.*,>=2.8.1; python_version < "2.7"',
+        "requests",
+        id="pep508-spaces-and-marker",
+    ),
+    case("numpy;python_version>'3'", 'numpy; python_version > "3"', "numpy", id="marker-single-quotes"),
+    case("numpy (>=1.0)", "numpy>=1.0", "numpy", id="parenthesised-specifier"),
+    case("numpy<2,>=1", "numpy<2,>=1", "numpy", id="specifiers-sorted"),
+    case("numpy~=1.2", "numpy~=1.2", "numpy", id="compatible-release"),
+    case("numpy==1.0+local", "numpy==1.0+local", "numpy", id="local-version"),
+    case("numpy===1.0.post1", "numpy===1.0.post1", "numpy", id="arbitrary-equality"),
+    case("numpy[]", "numpy", "numpy", id="empty-extras"),
+    case(
+        'x; platform_release == "$(id)"',
+        'x; platform_release == "$(id)"',
+        "x",
+        id="marker-value-with-shell-syntax",
+    ),
+]
+
+
+@pytest.mark.parametrize("line, normalized, key", VALID_PIP)
 def test_valid_pip_lines(line, normalized, key):
     assert normalize_pip(line) == (normalized, key)
 
@@ -230,7 +230,7 @@ def test_valid_pip_lines(line, normalized, key):
 @pytest.mark.parametrize(
     "line, reason",
     [
-        case("-r requirements.txt", "-r is not allowed here; list the packages", id="requirements-file"),
+        case("-r x", "-r is not allowed here; list the packages", id="requirements-file"),
         case("-c constraints.txt", "-c is not allowed", id="constraints-file"),
         case("-e .", "Editable installs", id="editable"),
         case("--index-url https://evil/simple", "--index-url is not allowed here; package indexes are set by the operator", id="index-url"),
@@ -273,40 +273,40 @@ def test_invalid_pip_lines(line, reason):
 # --- conda -------------------------------------------------------------------------
 # What py-rattler 0.28 really does; the lenient cases are forms conda itself reads.
 
-@pytest.mark.parametrize(
-    "line, normalized",
-    [
-        case("numpy", "numpy", id="name"),
-        case("NumPy", "numpy", id="name-lowercased"),
-        case("numpy=1.2", "numpy 1.2.*", id="fuzzy-version"),
-        case("numpy >=1.2,<2", "numpy >=1.2,<2", id="version-range"),
-        case("numpy >=1.2 | <0.5", "numpy >=1.2|<0.5", id="version-or"),
-        case("python 3.11.* *_cpython", "python 3.11.* *_cpython", id="build-glob"),
-        case("conda-forge::numpy", "conda-forge::numpy", id="channel"),
-        case("conda-forge::numpy==1.17*", "conda-forge::numpy 1.17.*", id="conda-style-star-lenient"),
-        case("conda-forge::NumPy==1.17*", "conda-forge::numpy 1.17.*", id="lenient-and-lowercased"),
-        case("numpy 1.17", "numpy ==1.17", id="bare-version-lenient"),
-        case("numpy=1.2=py38", "numpy ==1.2 py38", id="name-version-build-lenient"),
-        case("numpy 1.0rc1", "numpy ==1.0rc1", id="bare-prerelease-lenient"),
-        case("numpy[version=1.2, build=py38]", "numpy ==1.2 py38", id="bracket-bare-version-lenient"),
-        case(
-            "conda-forge/linux-64::numpy 1.17.* py38_0",
-            "conda-forge/linux-64::numpy 1.17.* py38_0",
-            id="channel-subdir-version-build",
-        ),
-        case("conda-forge/label/dev::numpy", "conda-forge/label/dev::numpy", id="channel-label"),
-        case("https://conda.anaconda.org/conda-forge::numpy", "conda-forge::numpy", id="default-host-url-is-named"),
-        case("numpy[build_number=3]", 'numpy[build_number="==3"]', id="key-build-number"),
-        case("numpy[build_number='>=3']", 'numpy[build_number=">=3"]', id="key-build-number-range"),
-        case("numpy[version='>=1.2']", "numpy >=1.2", id="key-version"),
-        case("numpy[subdir=linux-aarch64]", 'numpy[subdir="linux-aarch64"]', id="key-subdir"),
-        case("numpy[channel=conda-forge]", "conda-forge::numpy", id="key-channel"),
-        case("numpy[md5=" + "a" * 32 + "]", 'numpy[md5="' + "a" * 32 + '"]', id="key-md5"),
-        case("numpy[license=\"a'b\"]", "numpy[license=\"a'b\"]", id="key-value-with-quote"),
-        case('numpy[build="*$(id)"]', 'numpy[build="*$(id)"]', id="key-value-with-shell-syntax"),
-        case("numpy #pinned later", "numpy", id="inline-comment-like"),
-    ],
-)
+VALID_CONDA = [
+    case("numpy", "numpy", id="name"),
+    case("NumPy", "numpy", id="name-lowercased"),
+    case("numpy=1.2", "numpy 1.2.*", id="fuzzy-version"),
+    case("numpy >=1.2,<2", "numpy >=1.2,<2", id="version-range"),
+    case("numpy >=1.2 | <0.5", "numpy >=1.2|<0.5", id="version-or"),
+    case("python 3.11.* *_cpython", "python 3.11.* *_cpython", id="build-glob"),
+    case("conda-forge::numpy", "conda-forge::numpy", id="channel"),
+    case("conda-forge::numpy==1.17*", "conda-forge::numpy 1.17.*", id="conda-style-star-lenient"),
+    case("conda-forge::NumPy==1.17*", "conda-forge::numpy 1.17.*", id="lenient-and-lowercased"),
+    case("numpy 1.17", "numpy ==1.17", id="bare-version-lenient"),
+    case("numpy=1.2=py38", "numpy ==1.2 py38", id="name-version-build-lenient"),
+    case("numpy 1.0rc1", "numpy ==1.0rc1", id="bare-prerelease-lenient"),
+    case("numpy[version=1.2, build=py38]", "numpy ==1.2 py38", id="bracket-bare-version-lenient"),
+    case(
+        "conda-forge/linux-64::numpy 1.17.* py38_0",
+        "conda-forge/linux-64::numpy 1.17.* py38_0",
+        id="channel-subdir-version-build",
+    ),
+    case("conda-forge/label/dev::numpy", "conda-forge/label/dev::numpy", id="channel-label"),
+    case("https://conda.anaconda.org/conda-forge::numpy", "conda-forge::numpy", id="default-host-url-is-named"),
+    case("numpy[build_number=3]", 'numpy[build_number="==3"]', id="key-build-number"),
+    case("numpy[build_number='>=3']", 'numpy[build_number=">=3"]', id="key-build-number-range"),
+    case("numpy[version='>=1.2']", "numpy >=1.2", id="key-version"),
+    case("numpy[subdir=linux-aarch64]", 'numpy[subdir="linux-aarch64"]', id="key-subdir"),
+    case("numpy[channel=conda-forge]", "conda-forge::numpy", id="key-channel"),
+    case("numpy[md5=" + "a" * 32 + "]", 'numpy[md5="' + "a" * 32 + '"]', id="key-md5"),
+    case("numpy[license=\"a'b\"]", "numpy[license=\"a'b\"]", id="key-value-with-quote"),
+    case('numpy[build="*$(id)"]', 'numpy[build="*$(id)"]', id="key-value-with-shell-syntax"),
+    case("numpy #pinned later", "numpy", id="inline-comment-like"),
+]
+
+
+@pytest.mark.parametrize("line, normalized", VALID_CONDA)
 def test_valid_conda_lines(line, normalized):
     assert normalize_conda(line) == (normalized, "numpy" if "numpy" in normalized else "python")
 
@@ -370,6 +370,18 @@ def test_url_channel_accepted_when_allowed(allowed):
 def test_url_key_refused_even_with_allowed_channel():
     with pytest.raises(LineInvalid, match="Package URLs"):
         normalize_conda("numpy[url=https://x.org/ch/linux-64/numpy-1.0-0.tar.bz2]", ("https://x.org/ch",))
+
+
+@pytest.mark.parametrize(
+    "normalize, line",
+    [pytest.param(normalize_apt, p.values[0], id=f"apt-{p.id}") for p in VALID_APT]
+    + [pytest.param(normalize_pip, p.values[0], id=f"pip-{p.id}") for p in VALID_PIP]
+    + [pytest.param(normalize_conda, p.values[0], id=f"conda-{p.id}") for p in VALID_CONDA],
+)
+def test_normalised_lines_are_accepted_unchanged(normalize, line):
+    """Stored lines come back through validation on edit: they must not drift."""
+    normalized, key = normalize(line.split(" #")[0])
+    assert normalize(normalized) == (normalized, key)
 
 
 # --- Lines, numbering and duplicates -----------------------------------------------
