@@ -113,7 +113,8 @@ def test_status_strip_counts_workers_queue_and_running_builds(app, client, auth,
         worker.register_death()
 
     text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
-    assert "1 worker alive · 2 queued · 1 running" in text
+    assert "1 worker alive · 2 queued · 1 running · queue dashboard" in text
+    assert 'href="/ops/rq/"' in html
     assert 'id="ops-status"' in html
     assert 'hx-trigger="every 10s"' in html  # no `load`: a swapped-in strip must not refetch at once
 
@@ -151,10 +152,16 @@ def test_rq_dashboard_needs_login(client):
 
 
 def test_rq_dashboard_for_a_signed_in_admin(app, client, auth, queued_rq_jobs):
-    create_spec(SPEC)
+    job = create_spec(SPEC).job
     assert client.get("/ops/rq/").status_code == 200
+    queue = app.config["RQ_QUEUE"]
     queues = client.get("/ops/rq/0/data/queues.json").json["queues"]
-    assert app.config["RQ_QUEUE"] in [queue["name"] for queue in queues]
+    assert queue in [entry["name"] for entry in queues]
+    # It reads the build queue's JSON-serialized jobs.
+    jobs = client.get(f"/ops/rq/0/data/jobs/{queue}/queued/10/asc/1.json").json["jobs"]
+    assert [(entry["id"], entry["description"]) for entry in jobs] == [
+        (f"build-{job.id}", f"app.builds.runner.run_build({job.id})")
+    ]
 
 
 def test_two_apps_in_one_process_both_serve_the_dashboard(app, client, auth, tmp_path):
@@ -227,3 +234,13 @@ def test_configure_logging_adds_one_handler_however_many_apps(app, tmp_path):
     configure_logging()
     ours = [h for h in logging.getLogger().handlers if isinstance(h.formatter, KeyValueFormatter)]
     assert len(ours) == 1
+
+
+def test_every_page_footer_carries_the_status_strip(client, auth):
+    html = client.get("/").get_data(as_text=True)
+    footer = html[html.index("<footer"):]
+    assert 'id="ops-status"' in footer and 'hx-trigger="load, every 10s"' in footer
+
+
+def test_login_page_has_no_status_strip(client):
+    assert 'id="ops-status"' not in client.get("/login").get_data(as_text=True)
