@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 CONTAINERFILE_NAME = "Containerfile"
 CONDA_CHECK = "command -v micromamba || command -v mamba || command -v conda"
 
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
 END = object()  # what EventStream.get returns once the stream is over
 
 
@@ -195,33 +197,36 @@ class Podman:
     def find_conda_tool(self, image: str) -> str | None:
         """Path of micromamba, mamba or conda in `image`, found by running a short container
         with the image's own PATH and user; None when it has none."""
+        exit_code, output = self.run_shell(image, CONDA_CHECK)
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        return lines[0] if exit_code == 0 and lines else None
+
+    def run_shell(self, image: str, command: str, timeout: float = 120) -> tuple[int, str]:
+        """Run ``/bin/sh -c command`` in a throwaway container of `image`: (exit code, stdout)."""
         spec = {
             "image": image,
             "entrypoint": ["/bin/sh", "-c"],
-            "command": [CONDA_CHECK],
-            "remove": False,
-            "labels": {"imagebuilder.purpose": "preflight"},
+            "command": [command],
+            "labels": {"imagebuilder.purpose": "check"},
         }
-        response = self._call("post", "/containers/create", data=json.dumps(spec), headers={"Content-Type": "application/json"})
-        _raise_for(response, f"creating a check container from {image}")
+        response = self._call("post", "/containers/create", data=json.dumps(spec),
+                              headers={"Content-Type": "application/json"})
+        _raise_for(response, f"creating a container from {image}")
         container = response.json()["Id"]
         try:
             response = self._call("post", f"/containers/{container}/start")
-            _raise_for(response, f"starting a check container from {image}")
-            response = self._call("post", f"/containers/{container}/wait", params={"condition": "stopped"}, timeout=120)
-            _raise_for(response, f"waiting for the check container of {image}")
+            _raise_for(response, f"starting a container from {image}")
+            response = self._call("post", f"/containers/{container}/wait", params={"condition": "stopped"},
+                                  timeout=timeout)
+            _raise_for(response, f"waiting for a container of {image}")
             exit_code = int(response.text.strip() or "1")
-            output = self._container_output(container)
+            return exit_code, self._container_output(container)
         finally:
             self._call("delete", f"/containers/{container}", params={"force": True, "v": True})
-        if exit_code != 0:
-            return None
-        lines = [line.strip() for line in output.splitlines() if line.strip()]
-        return lines[0] if lines else None
 
     def _container_output(self, container: str) -> str:
         response = self._call("get", f"/containers/{container}/logs", params={"stdout": True, "stderr": False})
-        _raise_for(response, "reading the check container's output")
+        _raise_for(response, "reading a container's output")
         return _demux(response.content)
 
     # -- streams ----------------------------------------------------------------------
@@ -248,6 +253,9 @@ class Podman:
             "layers": True,  # keep intermediate layers: a pip-only change reuses the APT layer
             "rm": True,
             "forcerm": True,  # no build container left behind, even after a failure
+            # Without an explicit format, Podman 4.3's libpod endpoint never finds its own
+            # cached layers (the compat endpoint and the CLI do): every build starts cold.
+            "outputformat": OCI_MANIFEST,
         }
         headers = {"Content-Type": "application/x-tar"}
         if auth:

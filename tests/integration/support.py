@@ -1,0 +1,265 @@
+"""The real stack for integration (and browser) tests: services, a database made by the
+migrations, a real ``python worker.py`` on a queue of its own, and helpers to drive it.
+
+Nothing here is faked: the rootless Podman service, the htpasswd registry, Redis and the
+worker process are the ones the product uses. scripts/services.sh and
+scripts/base-image.sh start (or reuse) them; when they fail the tests fail, loudly.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import flask_migrate
+from cryptography.fernet import Fernet
+from sqlalchemy import select
+
+from app import create_app
+from app.auth.service import create_or_update_user
+from app.builds.podman import Podman, RegistryAuth, build_context
+from app.builds.queue import build_queue, redis_connection
+from app.builds.registry import RegistryClient
+from app.extensions import db
+from app.models import BuildJob, JobStatus, LogChunk
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN_USERNAME = "admin"
+ADMIN_PASSWORD = "correct-horse-battery"
+SERVICE_VARIABLES = ("PODMAN_URL", "REGISTRY_USERNAME", "REGISTRY_PASSWORD", "BUILD_CA_BUNDLE",
+                     "IMAGEBUILDER_TEST_BASE", "REDIS_URL")
+REGISTRY_HOST = "127.0.0.1:5000"
+
+
+def start_services() -> dict:
+    """Run the project's own setup scripts (idempotent) and return scripts/env.sh's settings."""
+    for script in ("services.sh", "base-image.sh"):
+        done = subprocess.run(["bash", str(REPO / "scripts" / script)], cwd=REPO, capture_output=True,
+                              text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(f"scripts/{script} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    clean = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+    done = subprocess.run(["bash", "-c", f". {REPO / 'scripts/env.sh'} && env -0"], capture_output=True,
+                          env=clean, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"scripts/env.sh failed: {done.stderr.decode()[-2000:]}")
+    env = dict(item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item)
+    missing = [name for name in ("PODMAN_URL", "REGISTRY_PASSWORD") if not env.get(name)]
+    if missing:
+        raise RuntimeError(f"scripts/env.sh did not provide {', '.join(missing)}")
+    return {name: env[name] for name in SERVICE_VARIABLES if name in env}
+
+
+@dataclass
+class Stack:
+    """One worker process and the app the tests use, sharing a database and a queue."""
+
+    workdir: Path
+    services: dict
+    log_max_bytes: int = 256 * 1024
+    sid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    app: object = None
+    worker: subprocess.Popen | None = None
+
+    def __post_init__(self):
+        self.registry = f"{REGISTRY_HOST}/it-{self.sid}"
+        self.settings = {
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{self.workdir / 'it.db'}",
+            "SECRET_KEY": uuid.uuid4().hex,
+            "CREDENTIALS_KEY": Fernet.generate_key().decode(),
+            "RQ_QUEUE": f"it-{self.sid}",
+            "PODMAN_URL": self.services["PODMAN_URL"],
+            "REGISTRY": self.registry,
+            "REGISTRY_USERNAME": self.services.get("REGISTRY_USERNAME", "imagebuilder"),
+            "REGISTRY_PASSWORD": self.services["REGISTRY_PASSWORD"],
+            "REGISTRY_TLS_VERIFY": False,
+            "REGISTRY_PUSH_LATEST": True,
+            "BUILD_CA_BUNDLE": self.services.get("BUILD_CA_BUNDLE") or None,
+            "LOG_MAX_BYTES": self.log_max_bytes,
+            "BUILD_TIMEOUT": 900,
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self):
+        self.app = create_app({**self.settings, "WTF_CSRF_ENABLED": False})
+        with self.app.app_context():
+            flask_migrate.upgrade()  # the schema as `flask db upgrade` makes it
+            create_or_update_user(ADMIN_USERNAME, ADMIN_PASSWORD)
+        self.start_worker()
+        return self
+
+    def worker_env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY", "PODMAN", "BUILD_", "LOG_"))}
+        env.update(
+            DATABASE_URL=self.settings["SQLALCHEMY_DATABASE_URI"],
+            SECRET_KEY=self.settings["SECRET_KEY"],
+            CREDENTIALS_KEY=self.settings["CREDENTIALS_KEY"],
+            RQ_QUEUE=self.settings["RQ_QUEUE"],
+            PODMAN_URL=self.settings["PODMAN_URL"],
+            REGISTRY=self.registry,
+            REGISTRY_USERNAME=self.settings["REGISTRY_USERNAME"],
+            REGISTRY_PASSWORD=self.settings["REGISTRY_PASSWORD"],
+            REGISTRY_TLS_VERIFY="false",
+            REGISTRY_PUSH_LATEST="true",
+            LOG_MAX_BYTES=str(self.log_max_bytes),
+            BUILD_TIMEOUT=str(self.settings["BUILD_TIMEOUT"]),
+            INSTANCE_PATH=str(self.workdir / "instance"),
+            PYTHONUNBUFFERED="1",
+        )
+        if self.settings["BUILD_CA_BUNDLE"]:
+            env["BUILD_CA_BUNDLE"] = self.settings["BUILD_CA_BUNDLE"]
+        return env
+
+    @property
+    def worker_log(self) -> Path:
+        return self.workdir / "worker.log"
+
+    def start_worker(self):
+        with open(self.worker_log, "ab") as out:
+            self.worker = subprocess.Popen([sys.executable, "worker.py"], cwd=REPO, env=self.worker_env(),
+                                           stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while "listening on queue" not in self.worker_log.read_text(errors="replace"):
+            if self.worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker.py did not start:\n{self.worker_tail()}")
+            time.sleep(0.2)
+
+    def stop(self):
+        if self.worker and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)
+            try:
+                self.worker.wait(30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait(10)
+        if self.app is not None:
+            with self.app.app_context():
+                build_queue().delete(delete_jobs=True)
+                db.engine.dispose()
+        self.remove_local_images()
+
+    def remove_local_images(self):
+        """The images this session tagged in Podman's storage (layers stay for the cache)."""
+        podman = self.podman()
+        try:
+            for image in podman.client.api.get("/images/json").json():
+                for name in image.get("Names") or image.get("RepoTags") or []:
+                    if f"/it-{self.sid}/" in name or f"it-{self.sid}" in name:
+                        podman.client.api.delete(f"/images/{name.replace('/', '%2F')}", params={"force": True})
+        finally:
+            podman.close()
+
+    def worker_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.worker_log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no worker log)"
+
+    # -- driving it ---------------------------------------------------------------------
+
+    def podman(self) -> Podman:
+        return Podman(self.settings["PODMAN_URL"])
+
+    def registry_client(self, username=None, password=None) -> RegistryClient:
+        return RegistryClient(REGISTRY_HOST, username or self.settings["REGISTRY_USERNAME"],
+                              password or self.settings["REGISTRY_PASSWORD"], tls_verify=False)
+
+    def registry_auth(self) -> RegistryAuth:
+        return RegistryAuth(REGISTRY_HOST, self.settings["REGISTRY_USERNAME"], self.settings["REGISTRY_PASSWORD"])
+
+    def wait_for(self, job_id: int, timeout: float = 600) -> BuildJob:
+        """The job row once it has finished (a detached copy)."""
+        deadline = time.monotonic() + timeout
+        with self.app.app_context():
+            while True:
+                job = db.session.get(BuildJob, job_id)
+                if job.status in JobStatus.FINISHED:
+                    db.session.expunge(job)
+                    return job
+                if self.worker.poll() is not None:
+                    raise AssertionError(f"worker.py exited ({self.worker.returncode}):\n{self.worker_tail()}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"job {job_id} still {job.status} after {timeout}s:\n{self.worker_tail()}")
+                db.session.remove()
+                time.sleep(0.5)
+
+    def log_text(self, job_id: int) -> str:
+        with self.app.app_context():
+            return "".join(db.session.scalars(
+                select(LogChunk.text).where(LogChunk.job_id == job_id).order_by(LogChunk.seq)
+            ))
+
+    def chunk_count(self, job_id: int) -> int:
+        with self.app.app_context():
+            return len(db.session.scalars(select(LogChunk.id).where(LogChunk.job_id == job_id)).all())
+
+    def build_helper_image(self, name: str, containerfile: str, files: dict[str, bytes] | None = None) -> str:
+        """A small base image made here from the test base (e.g. with a recording pip)."""
+        tag = f"localhost/it-{self.sid}-{name}:1"
+        podman = self.podman()
+        try:
+            output = drain(podman.build(build_context(containerfile, files), tag))
+            if podman.inspect_image(tag) is None:
+                raise RuntimeError(f"building {tag} left no image:\n{output[-3000:]}")
+        finally:
+            podman.close()
+        return tag
+
+    def redis_dump(self) -> str:
+        """Every key and value in Redis, as text, to search for secrets."""
+        with self.app.app_context():
+            redis = redis_connection()
+        parts = []
+        for key in redis.scan_iter(count=1000):
+            kind = redis.type(key).decode()
+            values = []
+            if kind == "string":
+                values = [redis.get(key)]
+            elif kind == "hash":
+                for field_name, value in redis.hgetall(key).items():
+                    values += [field_name, value]
+            elif kind == "list":
+                values = redis.lrange(key, 0, -1)
+            elif kind == "set":
+                values = list(redis.smembers(key))
+            elif kind == "zset":
+                values = [member for member, _score in redis.zrange(key, 0, -1, withscores=True)]
+            elif kind == "stream":
+                values = [repr(entry).encode() for entry in redis.xrange(key)]
+            parts.append(key.decode("utf-8", "replace"))
+            parts += [_readable(value) for value in values if value is not None]
+        return "\n".join(parts)
+
+
+def drain(events, timeout: float = 600) -> str:
+    """Read a Podman event stream to its end; its text. An error event raises."""
+    from app.builds.podman import END
+
+    text = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = events.get(1)
+        if event is END:
+            return "".join(text)
+        if event is None:
+            continue
+        text.append(event.get("stream") or "")
+        if event.get("error"):
+            raise RuntimeError(f"Podman reported: {event['error']}\n{''.join(text)[-3000:]}")
+    raise RuntimeError(f"no end of the Podman stream after {timeout}s")
+
+
+def _readable(value: bytes) -> str:
+    """RQ stores job data and tracebacks zlib-compressed: search the plain text too."""
+    try:
+        value = zlib.decompress(value)
+    except zlib.error:
+        pass
+    return value.decode("utf-8", "replace")
