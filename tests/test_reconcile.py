@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
-from sqlalchemy import update
+from sqlalchemy import event, update
 
-from app.builds.control import claim_job, requeue_later
+from app.builds.control import cancel_job, claim_job, requeue_later
 from app.builds.queue import build_queue, rq_job_id
 from app.extensions import db
 from app.models import BuildJob, JobStatus, utcnow
@@ -129,6 +129,44 @@ def test_running_job_without_heartbeat_fails_as_worker_lost(app, private_redis):
     assert job.error == f"worker lost (no heartbeat since {stopped:%Y-%m-%d %H:%M:%S} UTC)"
     assert job.finished_at is not None
     assert reconcile()["worker_lost"] == []
+
+
+def test_a_heartbeat_landing_during_the_check_wins(app, private_redis):
+    """The worker was only slow: its beat arrives between the reconciler's read and its
+    update. The compare-and-set on the heartbeat value leaves the job running."""
+    job = _queued_job()
+    assert claim_job(job.id, "worker-slow")
+    _age(job, heartbeat_at=utcnow() - timedelta(minutes=5))
+    beats = []
+
+    def beat_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("UPDATE build_jobs") and not beats:
+            beats.append(utcnow())
+            with db.engine.connect() as worker_connection:
+                worker_connection.execute(
+                    update(BuildJob).where(BuildJob.id == job.id).values(heartbeat_at=beats[0])
+                )
+                worker_connection.commit()
+
+    event.listen(db.engine, "before_cursor_execute", beat_first)
+    try:
+        assert reconcile()["worker_lost"] == []
+    finally:
+        event.remove(db.engine, "before_cursor_execute", beat_first)
+    db.session.refresh(job)
+    assert (job.status, job.heartbeat_at) == (JobStatus.RUNNING, beats[0])
+
+
+def test_worker_lost_while_cancelling_ends_cancelled(app, private_redis):
+    job = _queued_job()
+    assert claim_job(job.id, "worker-killed")
+    assert cancel_job(job)
+    _age(job, heartbeat_at=utcnow() - timedelta(minutes=5))
+
+    assert reconcile()["worker_lost"] == [job.id]
+    db.session.refresh(job)
+    assert job.status == JobStatus.CANCELLED
+    assert job.error.startswith("worker lost (no heartbeat since ")
 
 
 def test_running_job_with_a_recent_heartbeat_is_left_alone(app, private_redis):

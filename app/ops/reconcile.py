@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQStatus
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..builds.queue import BUILD_FUNCTION, build_queue, enqueue_options, redis_connection, rq_job_id
@@ -53,7 +53,8 @@ def reconcile(now: datetime | None = None, connection: Redis | None = None) -> d
 
 
 def fail_lost_jobs(now: datetime) -> list[int]:
-    """running rows whose heartbeat stopped -> failed "worker lost"."""
+    """running rows whose heartbeat stopped -> failed "worker lost" (cancelled instead
+    when an admin had asked to cancel it: what they asked for is what happened)."""
     cutoff = now - timedelta(seconds=current_app.config["HEARTBEAT_TIMEOUT"])
     last_sign = func.coalesce(BuildJob.heartbeat_at, BuildJob.started_at, BuildJob.created_at)
     stale = db.session.execute(
@@ -69,7 +70,7 @@ def fail_lost_jobs(now: datetime) -> list[int]:
             update(BuildJob)
             .where(BuildJob.id == job_id, BuildJob.status == JobStatus.RUNNING, same_beat)
             .values(
-                status=JobStatus.FAILED,
+                status=case((BuildJob.cancel_requested, JobStatus.CANCELLED), else_=JobStatus.FAILED),
                 finished_at=now,
                 error=f"worker lost (no heartbeat since {seen:%Y-%m-%d %H:%M:%S} UTC)",
             )
