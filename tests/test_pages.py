@@ -439,42 +439,31 @@ def test_delete_removes_the_spec_with_its_jobs_and_logs(client, auth):
 # --- CSRF -----------------------------------------------------------------------------------
 
 
-def test_state_changing_requests_need_the_csrf_token(tmp_path):
-    from conftest import ADMIN_PASSWORD, ADMIN_USERNAME, make_app
+def test_state_changing_requests_need_the_csrf_token(app, client, admin):
+    # The test app turns CSRF off; Flask-WTF reads the setting on every request.
+    app.config["WTF_CSRF_ENABLED"] = True
+    credentials = {"username": "admin", "password": "correct-horse-battery"}
 
-    from app.auth.service import create_or_update_user
-    from app.builds.queue import build_queue
+    def token(url):
+        return re.search(r'name="csrf-token" content="([^"]+)"', html(client.get(url))).group(1)
 
-    app = make_app(tmp_path, WTF_CSRF_ENABLED=True)
-    with app.app_context():
-        db.create_all()
-        create_or_update_user(ADMIN_USERNAME, ADMIN_PASSWORD)
-        client = app.test_client()
+    login_token = token("/login")
+    assert client.post("/login", data=credentials).status_code == 400
+    assert client.post("/login", data={**credentials, "csrf_token": login_token}).status_code == 302
 
-        def token(url):
-            return re.search(r'name="csrf-token" content="([^"]+)"', html(client.get(url))).group(1)
-
-        login_token = token("/login")
-        assert client.post("/login", data={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD}).status_code == 400
-        assert client.post(
-            "/login", data={"username": ADMIN_USERNAME, "password": ADMIN_PASSWORD, "csrf_token": login_token}
-        ).status_code == 302
-
-        page_token = token("/specs/new")
-        assert client.post("/specs/new", data=SPEC_FORM).status_code == 400
-        assert client.post("/specs/validate", data=SPEC_FORM).status_code == 400
-        assert db.session.scalar(select(func.count(ImageSpec.id))) == 0
-        # htmx sends the token as a header; forms send the hidden field.
-        validated = client.post("/specs/validate", data=SPEC_FORM, headers={"X-CSRFToken": page_token})
-        assert validated.status_code == 200 and "FROM debian:bookworm" in html(validated)
-        saved = client.post("/specs/new", data={**SPEC_FORM, "csrf_token": page_token})
-        assert saved.status_code == 302
-        assert db.session.scalar(select(func.count(ImageSpec.id))) == 1
-        assert client.post("/specs/demo/delete").status_code == 400
-        assert client.post("/logout").status_code == 400
-        build_queue().empty()
-        db.session.remove()
-        db.drop_all()
+    page_token = token("/specs/new")
+    assert client.post("/specs/new", data=SPEC_FORM).status_code == 400
+    assert client.post("/specs/validate", data=SPEC_FORM).status_code == 400
+    assert db.session.scalar(select(func.count(ImageSpec.id))) == 0
+    # htmx sends the token as a header; forms send the hidden field.
+    validated = client.post("/specs/validate", data=SPEC_FORM, headers={"X-CSRFToken": page_token})
+    assert validated.status_code == 200 and "FROM debian:bookworm" in html(validated)
+    saved = client.post("/specs/new", data={**SPEC_FORM, "csrf_token": page_token})
+    assert saved.status_code == 302
+    assert db.session.scalar(select(func.count(ImageSpec.id))) == 1
+    assert client.post("/specs/demo/delete").status_code == 400
+    assert client.post("/credentials/new", data={"name": "x"}).status_code == 400
+    assert client.post("/logout").status_code == 400
 
 
 # --- relative times --------------------------------------------------------------------------

@@ -77,7 +77,9 @@ def _render_form(template, values, errors, status=200, **context):
 
 def _job_started_message(prefix: str, job: BuildJob) -> Markup:
     link = url_for("builds.job", job_id=job.id)
-    return Markup('{} Build job <a href="{}">r{}</a> ({}) is queued.').format(prefix, link, job.revision, job.tag)
+    return Markup('{} Build job <a href="{}">r{}</a> is queued (tag <code>{}</code>).').format(
+        prefix, link, job.revision, job.tag
+    )
 
 
 @bp.route("/")
