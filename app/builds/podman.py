@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import tarfile
 import threading
@@ -37,6 +38,7 @@ CONDA_CHECK = "command -v micromamba || command -v mamba || command -v conda"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 END = object()  # what EventStream.get returns once the stream is over
+_LAYER_RE = re.compile(r"^--> ([0-9a-f]{11,64})$", re.MULTILINE)
 
 
 class PodmanFailure(Exception):
@@ -88,6 +90,9 @@ class EventStream:
         self._response = response
         self._what = what
         self._queue: queue.Queue = queue.Queue(maxsize=10000)
+        # A build commits each step as an image ("--> 84c6c1e3934") and runs the next
+        # step in a new working container made from it: the last one names the current.
+        self.last_layer: str | None = None
         self._thread = threading.Thread(target=self._read, name=f"podman-{what}", daemon=True)
         self._thread.start()
 
@@ -100,6 +105,9 @@ class EventStream:
                     event = json.loads(raw)
                 except ValueError:
                     event = {"stream": raw.decode("utf-8", "replace") + "\n"}
+                layers = _LAYER_RE.findall(event.get("stream") or "")
+                if layers:
+                    self.last_layer = layers[-1]
                 self._queue.put(event)
         except Exception as exc:  # the connection broke: Podman went away, or we closed it
             self._queue.put({"error": f"lost the connection to Podman during {self._what}: {exc}", "broken": True})
@@ -284,12 +292,13 @@ class Podman:
             containers_before={c["Id"] for c in self.build_containers()},
         )
 
-    def find_build_container(self, handle: BuildHandle) -> str | None:
-        """The working container of the build `handle` started: made from its base image
-        after it started, the earliest such if builds from the same base overlap."""
+    def find_build_container(self, handle: BuildHandle, image_id: str) -> str | None:
+        """The working container of the build `handle` started, now running a step on
+        `image_id` (the base, or the image the previous step committed): new since the
+        build started, and the earliest such should builds on the same image overlap."""
         candidates = []
         for c in self.build_containers():
-            if c["Id"] in handle.containers_before or c.get("ImageID") != handle.base_image_id:
+            if c["Id"] in handle.containers_before or not (c.get("ImageID") or "").startswith(image_id):
                 continue
             created = _parse_time(c.get("Created"))
             if created is not None and created < handle.started_at - 2:
@@ -307,7 +316,7 @@ class Podman:
         buildah then removes its container itself (forcerm)."""
         container = None
         try:
-            container = self.find_build_container(handle)
+            container = self.find_build_container(handle, stream.last_layer or handle.base_image_id)
         except PodmanFailure as exc:
             log.warning("could not list build containers: %s", exc)
         if container:
@@ -341,13 +350,24 @@ def kill_run_steps(podman_url: str, container_id: str) -> int:
         if state.get("config", {}).get("hostname") != container_id[:12]:
             continue
         pid = state.get("init_process_pid")
-        if pid:
+        # A state folder can outlive its process, and the pid be reused: only the process
+        # that started when runc says it did is the step's.
+        if pid and _process_start(pid) == state.get("init_process_start"):
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed += 1
             except (ProcessLookupError, PermissionError):
                 pass
     return killed
+
+
+def _process_start(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot (/proc/<pid>/stat field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _runc_root(podman_url: str) -> str | None:

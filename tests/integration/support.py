@@ -63,6 +63,7 @@ class Stack:
     workdir: Path
     services: dict
     log_max_bytes: int = 256 * 1024
+    build_timeout: int = 900
     sid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     app: object = None
     worker: subprocess.Popen | None = None
@@ -82,7 +83,7 @@ class Stack:
             "REGISTRY_PUSH_LATEST": True,
             "BUILD_CA_BUNDLE": self.services.get("BUILD_CA_BUNDLE") or None,
             "LOG_MAX_BYTES": self.log_max_bytes,
-            "BUILD_TIMEOUT": 900,
+            "BUILD_TIMEOUT": self.build_timeout,
         }
 
     # -- lifecycle ----------------------------------------------------------------------
