@@ -151,7 +151,10 @@ def test_rq_dashboard_needs_login(client):
     assert response.status_code == 302
 
 
-def test_rq_dashboard_for_a_signed_in_admin(app, client, auth, queued_rq_jobs):
+def test_rq_dashboard_for_a_signed_in_admin(app, client, auth, private_redis):
+    # The dashboard took its connection when the app was made: point it at this test's Redis.
+    app.config["RQ_DASHBOARD_REDIS_URL"] = (app.config["REDIS_URL"],)
+    app.redis_conn = private_redis
     job = create_spec(SPEC).job
     assert client.get("/ops/rq/").status_code == 200
     queue = app.config["RQ_QUEUE"]

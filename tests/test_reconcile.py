@@ -115,6 +115,36 @@ def test_a_job_rq_finished_without_taking_the_row_is_requeued(app, private_redis
     assert queue.fetch_job(rq_job_id(job.id)).get_status() == RQStatus.QUEUED
 
 
+def test_a_job_that_cannot_start_is_retried_once_then_failed(app, private_redis):
+    job = _queued_job()
+    queue = build_queue()
+
+    def rq_ends_it_without_the_row():
+        rq_job = queue.fetch_job(rq_job_id(job.id))
+        queue.remove(rq_job)
+        rq_job.set_status(RQStatus.FAILED)
+
+    rq_ends_it_without_the_row()
+    assert reconcile()["requeued"] == [job.id]
+    rq_ends_it_without_the_row()
+    summary = reconcile()
+
+    assert (summary["requeued"], summary["never_started"]) == ([], [job.id])
+    db.session.refresh(job)
+    assert job.status == JobStatus.FAILED
+    assert job.error.startswith("never started: its RQ job ended failed again after a retry")
+    assert queue.job_ids == []
+
+
+def test_redis_lost_twice_requeues_twice(app, private_redis):
+    """Only a job RQ ran counts as a try: an emptied Redis is not the job's fault."""
+    job = _queued_job()
+    for _ in range(2):
+        _restart_redis_empty(private_redis)
+        assert reconcile()["requeued"] == [job.id]
+    assert build_queue().job_ids == [rq_job_id(job.id)]
+
+
 def test_running_job_without_heartbeat_fails_as_worker_lost(app, private_redis):
     job = _queued_job()
     assert claim_job(job.id, "worker-killed")

@@ -74,7 +74,8 @@ def can_start(job: BuildJob) -> bool:
 
 
 def claim_job(job_id: int, worker: str) -> bool:
-    """queued -> running in one statement, only if no other job of its spec is running.
+    """queued -> running in one statement, only if no other job of its spec is running
+    (and no cancel was asked for).
 
     This is can_start and the runner's compare-and-set made atomic: two workers taking
     two jobs of one spec at the same moment cannot both win. SQLite runs one writer at a
@@ -93,6 +94,7 @@ def claim_job(job_id: int, worker: str) -> bool:
         .where(
             BuildJob.id == job_id,
             BuildJob.status == JobStatus.QUEUED,
+            BuildJob.cancel_requested.is_(False),
             ~exists().where(other.spec_id == spec_id, other.status == JobStatus.RUNNING),
         )
         .values(status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker)

@@ -34,6 +34,10 @@ LOCK_KEY = "imagebuilder:reconcile:{queue}"
 LOCK_SECONDS = 30
 # A new row is committed before enqueue_build runs: leave it that long to get there.
 QUEUED_GRACE = timedelta(seconds=10)
+# A job RQ ended without it ever taking its row is enqueued again this many times, then
+# failed: a job that cannot even start must not loop forever. Counted in the RQ job's meta.
+REQUEUES_META = "imagebuilder_requeues"
+MAX_REQUEUES = 1
 # RQ states of a job that will still run (or is running) without our help.
 _ALIVE = (RQStatus.QUEUED, RQStatus.STARTED, RQStatus.SCHEDULED, RQStatus.DEFERRED)
 
@@ -41,11 +45,12 @@ _RELEASE_LOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call
 
 
 def reconcile(now: datetime | None = None, connection: Redis | None = None) -> dict:
-    """One pass; returns what it changed: {"worker_lost": [ids], "requeued": [ids], ...}."""
+    """One pass; returns the job ids it changed: {"worker_lost", "requeued", "never_started"}
+    (and "redis_error" when Redis could not be reached)."""
     now = now or utcnow()
-    summary = {"worker_lost": fail_lost_jobs(now), "requeued": []}
+    summary = {"worker_lost": fail_lost_jobs(now), "requeued": [], "never_started": []}
     try:
-        summary["requeued"] = requeue_missing_jobs(now, connection or redis_connection())
+        summary["requeued"], summary["never_started"] = requeue_missing_jobs(now, connection or redis_connection())
     except RedisError as exc:
         summary["redis_error"] = str(exc)
         log.warning("event=reconcile_redis_error error=%r", str(exc))
@@ -83,33 +88,48 @@ def fail_lost_jobs(now: datetime) -> list[int]:
     return lost
 
 
-def requeue_missing_jobs(now: datetime, connection: Redis) -> list[int]:
-    """Enqueue, once, each queued row that RQ has no live job for."""
+def requeue_missing_jobs(now: datetime, connection: Redis) -> tuple[list[int], list[int]]:
+    """Enqueue, once, each queued row that RQ has no live job for. Returns (requeued,
+    never_started): a row whose RQ job already ended again after one such retry is failed."""
     candidates = db.session.scalars(
         select(BuildJob.id)
         .where(BuildJob.status == JobStatus.QUEUED, BuildJob.created_at < now - QUEUED_GRACE)
         .order_by(BuildJob.id)
     ).all()
     if not candidates:
-        return []
+        return [], []
     queue = build_queue(connection)
     lock_key = LOCK_KEY.format(queue=queue.name)
     token = uuid.uuid4().hex
     if not connection.set(lock_key, token, nx=True, ex=LOCK_SECONDS):
-        return []  # another worker is reconciling right now
+        return [], []  # another worker is reconciling right now
     try:
         known = _known_job_ids(queue)
-        requeued = []
+        requeued, never_started = [], []
         for job_id in candidates:
-            if rq_job_id(job_id) in known or _alive_in_rq(queue, job_id):
+            if rq_job_id(job_id) in known:
                 continue
+            rq_job = _fetch(queue, job_id)
+            if rq_job is not None and rq_job.get_status(refresh=False) in _ALIVE:
+                continue
+            # No hash (Redis lost it), or one in a final state: RQ ran the job and it ended
+            # without taking the row (the runner failed before its first step).
+            tries = rq_job.meta.get(REQUEUES_META, 0) if rq_job is not None else 0
+            if tries >= MAX_REQUEUES:
+                if _fail_never_started(job_id, now, rq_job.get_status(refresh=False)):
+                    never_started.append(job_id)
+                continue
+            if rq_job is not None:
+                rq_job.delete()
             try:
-                queue.enqueue(BUILD_FUNCTION, job_id, unique=True, **enqueue_options(job_id))
+                queue.enqueue(
+                    BUILD_FUNCTION, job_id, unique=True, meta={REQUEUES_META: tries + 1}, **enqueue_options(job_id)
+                )
             except DuplicateJobError:
                 continue  # somebody enqueued it meanwhile: exactly what we wanted
             requeued.append(job_id)
             log.warning("job=%s event=requeued reason=missing_from_redis", job_id)
-        return requeued
+        return requeued, never_started
     finally:
         connection.eval(_RELEASE_LOCK, 1, lock_key, token)
 
@@ -122,18 +142,28 @@ def _known_job_ids(queue) -> set[str]:
     return ids
 
 
-def _alive_in_rq(queue, job_id: int) -> bool:
-    """Whether RQ still holds a job hash that will run. A hash left in a final state
-    (the job ran and ended without taking the row) is removed so it can be enqueued."""
-    key = rq_job_id(job_id)
+def _fetch(queue, job_id: int) -> RQJob | None:
     try:
-        rq_job = RQJob.fetch(key, connection=queue.connection, serializer=queue.serializer)
+        return RQJob.fetch(rq_job_id(job_id), connection=queue.connection, serializer=queue.serializer)
     except NoSuchJobError:
-        return False
-    if rq_job.get_status(refresh=False) in _ALIVE:
-        return True
-    rq_job.delete()
-    return False
+        return None
+
+
+def _fail_never_started(job_id: int, now: datetime, rq_status) -> bool:
+    reason = (
+        f"never started: its RQ job ended {getattr(rq_status, 'value', rq_status)} again after a retry, "
+        "before the worker took it (details in the RQ dashboard, /ops/rq)"
+    )
+    changed = db.session.execute(
+        update(BuildJob)
+        .where(BuildJob.id == job_id, BuildJob.status == JobStatus.QUEUED)
+        .values(status=JobStatus.FAILED, finished_at=now, error=reason)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if changed:
+        log.error("job=%s event=never_started rq_status=%s", job_id, getattr(rq_status, "value", rq_status))
+    return bool(changed)
 
 
 def run_periodically(app, interval: float | None = None, stop: threading.Event | None = None) -> threading.Thread:
@@ -151,7 +181,7 @@ def run_periodically(app, interval: float | None = None, stop: threading.Event |
             with app.app_context():
                 try:
                     summary = reconcile(connection=connection)
-                    if summary["worker_lost"] or summary["requeued"]:
+                    if any(summary.values()):
                         log.info("event=reconciled %s", " ".join(f"{k}={v}" for k, v in summary.items()))
                     if time.monotonic() >= next_prune:
                         prune_jobs()
