@@ -126,6 +126,7 @@ def test_unknown_spec_and_job_are_404(client, auth):
         assert client.get(url).status_code == 404, url
     assert client.post("/specs/nope/delete").status_code == 404
     assert client.post("/specs/nope/rebuild").status_code == 404
+    assert "There is nothing at <code>/specs/nope/edit</code>" in html(client.get("/specs/nope/edit"))
 
 
 # --- add -------------------------------------------------------------------------------------

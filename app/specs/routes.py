@@ -75,6 +75,17 @@ def _render_form(template, values, errors, status=200, **context):
     )
 
 
+def _save_form(values: dict, save, existing: ImageSpec | None = None):
+    """(outcome, errors) of ``save`` (create_spec or update_spec), which does not run while
+    the form itself is incomplete (the pull-secret box ticked but no credential chosen)."""
+    data = _spec_data(values)
+    unchosen = _pull_secret_unchosen(values)
+    if unchosen:
+        return None, check_spec(data, existing=existing).errors + unchosen
+    outcome = save(data)
+    return outcome, outcome.result.errors
+
+
 def _job_started_message(prefix: str, job: BuildJob) -> Markup:
     link = url_for("builds.job", job_id=job.id)
     return Markup('{} Build job <a href="{}">r{}</a> is queued (tag <code>{}</code>).').format(
@@ -97,16 +108,11 @@ def row(name):
 @bp.route("/specs/new", methods=["GET", "POST"])
 def new():
     if request.method == "GET":
-        blank = {field: "" for field in FORM_FIELDS} | {"use_pull_secret": False, "pull_secret": ""}
-        return _render_form("specs/new.html", blank, [])
+        return _render_form("specs/new.html", _form_values({}), [])
     values = _form_values(request.form)
-    unchosen = _pull_secret_unchosen(values)
-    if unchosen:
-        errors = check_spec(_spec_data(values)).errors + unchosen
+    outcome, errors = _save_form(values, create_spec)
+    if errors:
         return _render_form("specs/new.html", values, errors, 422)
-    outcome = create_spec(_spec_data(values))
-    if not outcome.ok:
-        return _render_form("specs/new.html", values, outcome.result.errors, 422)
     flash(_job_started_message(f"Saved {outcome.spec.name}.", outcome.job), "success")
     return redirect(url_for("specs.index"))
 
@@ -143,13 +149,9 @@ def edit(name):
         return _render_form("specs/edit.html", _values_of(spec), [], **context)
 
     values = _form_values(request.form) | {"name": spec.name}
-    unchosen = _pull_secret_unchosen(values)
-    if unchosen:
-        errors = check_spec(_spec_data(values), existing=spec).errors + unchosen
+    outcome, errors = _save_form(values, lambda data: update_spec(spec, data), existing=spec)
+    if errors:
         return _render_form("specs/edit.html", values, errors, 422, **context)
-    outcome = update_spec(spec, _spec_data(values))
-    if not outcome.ok:
-        return _render_form("specs/edit.html", values, outcome.result.errors, 422, **context)
     if outcome.job is None:
         flash("No changes; no new build started.", "info")
     else:

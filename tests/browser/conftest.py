@@ -7,6 +7,7 @@ overrides the ``live_server_config`` fixture, or calls ``live_server_factory(**c
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -39,6 +40,21 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
+def migrate_keeping_logging():
+    """``flask db upgrade``. Alembic's env.py calls logging.config.fileConfig, which resets
+    the root logger and disables every logger it does not name; put them back, or the
+    tests after this one would see no log records."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    loggers = [obj for obj in logging.root.manager.loggerDict.values() if isinstance(obj, logging.Logger)]
+    disabled = {logger: logger.disabled for logger in loggers}
+    flask_migrate.upgrade()
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    for logger, was_disabled in disabled.items():
+        logger.disabled = was_disabled
+
+
 @dataclass
 class LiveServer:
     app: Flask
@@ -69,7 +85,7 @@ def live_server_factory(tmp_path):
         }
         app = create_app(settings)
         with app.app_context():
-            flask_migrate.upgrade()  # the schema as `flask db upgrade` makes it
+            migrate_keeping_logging()
             create_or_update_user(ADMIN_USERNAME, ADMIN_PASSWORD)
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
