@@ -302,7 +302,6 @@ VALID_CONDA = [
     case("numpy[md5=" + "a" * 32 + "]", 'numpy[md5="' + "a" * 32 + '"]', id="key-md5"),
     case("numpy[license=\"a'b\"]", "numpy[license=\"a'b\"]", id="key-value-with-quote"),
     case('numpy[build="*$(id)"]', 'numpy[build="*$(id)"]', id="key-value-with-shell-syntax"),
-    case("numpy #pinned later", "numpy", id="inline-comment-like"),
 ]
 
 
@@ -344,6 +343,9 @@ def test_valid_conda_lines(line, normalized):
         case("numpy==1.17*=py38_0", "the build string '=py38_0' is not valid", id="lenient-would-drop-star"),
         case("numpy\t1.2", "Control characters", id="tab"),
         case("RUN id", "missing range specifier for 'id'", id="lenient-would-read-word-as-version"),
+        case("numpy#[url=http://x]", "'#' may only start a comment", id="hash-without-space-would-be-cut"),
+        case("c<y* ::numpy", "A channel name may only contain", id="junk-channel-name"),
+        case("conda-forge:ns:numpy", "Namespaces", id="namespace"),
         case("FROM scratch", "missing range specifier for 'scratch'", id="instruction-like"),
     ],
 )
@@ -385,6 +387,13 @@ def test_normalised_lines_are_accepted_unchanged(normalize, line):
 
 
 # --- Lines, numbering and duplicates -----------------------------------------------
+
+@pytest.mark.parametrize("field", ["apt", "pip", "conda"])
+def test_inline_comments_need_a_space_before_the_hash(field):
+    accepted, errors = validate_package_lines(field, "numpy  # pinned later\nscipy#not-a-comment")
+    assert accepted == ["numpy"]
+    assert [e.line for e in errors] == [2]
+
 
 def test_line_numbers_count_blank_lines_and_comments_as_typed():
     text = "# tools\r\n\r\ncurl   # for downloads\rwget\n\n  # indented comment\n  git  \n"
@@ -491,6 +500,28 @@ def test_every_content_line_is_accepted_or_reported(field):
                 content[number].split(" #")[0].strip()
             )
             assert normalized in accepted
+
+
+FUZZ_PIECES = [
+    "numpy", "conda-forge", "::", "/", "linux-64", " ", "1.2", "*", "==", ">=", "<", "=", "[", "]",
+    "version=", "build=", "channel=", "url=", ",", "'", '"', "py38_0", "|", "$(id)", ";", "`", "\\",
+    "http://x", "https://conda.anaconda.org/", ":", "~", "!", "#", "@", "-", "python_version", "and",
+]
+
+
+@pytest.mark.parametrize("normalize", [normalize_apt, normalize_pip, normalize_conda], ids=["apt", "pip", "conda"])
+def test_random_lines_are_refused_or_safe_and_stable(normalize):
+    """Seeded fuzzing: only LineInvalid is raised; what passes is one safe, stable word."""
+    rng = random.Random(normalize.__name__)
+    for _ in range(3000):
+        line = "".join(rng.choice(FUZZ_PIECES) for _ in range(rng.randint(1, 8))).strip()
+        try:
+            normalized, key = normalize(line)
+        except LineInvalid as exc:
+            assert str(exc)
+            continue
+        assert normalized.isascii() and normalized.isprintable() and not normalized.startswith("-")
+        assert normalize(normalized) == (normalized, key)
 
 
 # --- Whole specs ---------------------------------------------------------------------

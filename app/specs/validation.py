@@ -55,6 +55,7 @@ _CONDA_BRACKET_KEY_RE = re.compile(r"\b[a-z_]+\s*=(?!=)")
 _CONDA_TOKEN_RE = re.compile(r"[A-Za-z0-9_]+|\*")
 _CONDA_VERSION_ATOM_RE = re.compile(r"[A-Za-z0-9_.+!*]+")
 _DEFAULT_CONDA_HOST = "https://conda.anaconda.org/"
+_CONDA_CHANNEL_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*/")
 _CONDA_SUBDIRS = frozenset(str(s) for s in Subdir.all())
 
 
@@ -273,15 +274,27 @@ def normalize_conda(line: str, allowed_channels=()) -> tuple[str, str]:
     _check_characters(line)
     if line.startswith("-"):
         raise LineInvalid("Options are not allowed, only package specs.")
+    if "#" in line:
+        # rattler, like conda, would cut the line at '#' without a word.
+        raise LineInvalid("'#' may only start a comment, after a space (numpy  # why).")
     spec = _parse_match_spec(line)
     if spec.name is None:
         raise LineInvalid("A package name is required.")
+    if spec.namespace is not None:
+        raise LineInvalid("Namespaces (channel:namespace:name) are not supported; write channel::name.")
     text = str(spec)
     if _CONDA_URL_KEY_RE.search(text):
         raise LineInvalid("Package URLs (url=... or a package file URL) are not allowed; name a package from a channel.")
     if spec.subdir is not None and spec.subdir not in _CONDA_SUBDIRS:
         raise LineInvalid(f"Unknown subdir {spec.subdir!r}; expected a platform such as linux-64 or noarch.")
-    if spec.channel is not None and not spec.channel.base_url.startswith(_DEFAULT_CONDA_HOST):
+    if spec.channel is not None and spec.channel.base_url.startswith(_DEFAULT_CONDA_HOST):
+        named = spec.channel.base_url[len(_DEFAULT_CONDA_HOST):]
+        if not _CONDA_CHANNEL_NAME_RE.fullmatch(named):
+            raise LineInvalid(
+                "A channel name may only contain letters, digits, '.', '_', '-' and '/' "
+                "(for example conda-forge or conda-forge/label/dev)."
+            )
+    elif spec.channel is not None:
         allowed = {c.rstrip("/") + "/" for c in allowed_channels}
         if spec.channel.base_url not in allowed:
             if spec.channel.base_url.startswith("file:"):
@@ -290,8 +303,8 @@ def normalize_conda(line: str, allowed_channels=()) -> tuple[str, str]:
                 f"Channel URL {spec.channel.base_url} is not allowed; the operator can allow it "
                 "in CONDA_ALLOWED_CHANNELS, or use a named channel such as conda-forge."
             )
-    if not _PRINTABLE_ASCII_RE.fullmatch(text) or text.startswith("-"):
-        raise LineInvalid(f"Not a valid conda MatchSpec: {line!r}.")
+    if not _PRINTABLE_ASCII_RE.fullmatch(text) or text.startswith("-") or not _is_stable(spec):
+        raise LineInvalid(f"This spec does not read back the same once normalised ({text!r}); write it plainly.")
     return text, spec.name.normalized
 
 
@@ -302,24 +315,32 @@ def _parse_match_spec(line: str) -> MatchSpec:
     numpy=1.2=py38) that rattler's strict mode refuses. Its lenient mode reads
     them like conda does, but it also quietly drops parts of other lines (a
     repeated [version=...], the '*' of ==1.17*=py38) and takes any second word
-    for a version. So a lenient result counts only when it is stable (re-parses
-    strictly to itself), keeps every word, number and '*' of the line, and its
-    versions start with digits; otherwise the strict parser's reason is shown.
+    for a version. So a lenient result counts only when it keeps every word,
+    number and '*' of the line, its versions start with digits, and it is stable;
+    otherwise the strict parser's reason is shown. (normalize_conda then checks
+    that every result, strict or lenient, is stable.)
     """
     try:
-        return MatchSpec(line, strict=True)
+        spec = MatchSpec(line, strict=True)
     except Exception as strict_error:  # rattler raises its own InvalidMatchSpecError
         reason = f"Not a valid conda MatchSpec: {_first_line(strict_error)}"
         try:
             spec = MatchSpec(line)
-            text = str(spec)
-            stable = str(MatchSpec(text, strict=True)) == text
         except Exception:
             raise LineInvalid(reason) from None
-        lost = Counter(_conda_tokens(line)) - Counter(_conda_tokens(text))
-        if not stable or lost or not _looks_like_versions(spec.version):
+        lost = Counter(_conda_tokens(line)) - Counter(_conda_tokens(str(spec)))
+        if lost or not _looks_like_versions(spec.version) or not _is_stable(spec):
             raise LineInvalid(reason)
-        return spec
+    return spec
+
+
+def _is_stable(spec: MatchSpec) -> bool:
+    """The normalised text parses strictly to itself, so a stored line stays as it is."""
+    text = str(spec)
+    try:
+        return str(MatchSpec(text, strict=True)) == text
+    except Exception:
+        return False
 
 
 def _looks_like_versions(version: str | None) -> bool:
