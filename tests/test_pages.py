@@ -330,6 +330,14 @@ def test_job_page_shows_status_times_snapshot_and_containerfile(client, auth):
     assert 'hx-trigger="load"' in poller and f"/jobs/{job.id}/log?offset=0" in poller
 
 
+def test_job_page_shows_the_containerfile_as_built_once_the_build_wrote_it(client, auth):
+    _, job = make_spec("demo")
+    built = job.spec_snapshot["containerfile"] + "USER app\n"
+    set_job(job, spec_snapshot={**job.spec_snapshot, "containerfile_built": built})
+    body = html(client.get(f"/jobs/{job.id}"))
+    assert "Exactly as built" in body and "USER app" in body
+
+
 def test_failed_job_page_shows_the_error_summary(client, auth):
     _, job = make_spec("demo")
     set_job(job, status=JobStatus.FAILED, error="E: Unable to locate package nosuchpkg")
@@ -341,6 +349,25 @@ def test_active_job_page_polls_every_second(client, auth):
     _, job = make_spec("demo")
     poller = element(html(client.get(f"/jobs/{job.id}")), "log-poller")
     assert 'hx-trigger="load, every 1s"' in poller and 'hx-target="#log"' in poller and 'hx-swap="beforeend"' in poller
+
+
+def test_cancel_a_queued_job_and_ask_a_running_one_to_stop(client, auth):
+    spec, queued = make_spec("demo")
+    assert 'action="/jobs/%d/cancel"' % queued.id in html(client.get(f"/jobs/{queued.id}"))
+    body = html(client.post(f"/jobs/{queued.id}/cancel", follow_redirects=True))
+    assert "Cancelling demo r1" in body and "badge-cancelled" in body
+    assert "Cancel build" not in body
+
+    running = rebuild_spec(spec)
+    set_job(running, status=JobStatus.RUNNING)
+    body = html(client.post(f"/jobs/{running.id}/cancel", follow_redirects=True))
+    assert "cancelling…" in body and "Cancel build" not in body
+    db.session.refresh(running)
+    assert running.cancel_requested and running.status == JobStatus.RUNNING
+
+    set_job(running, status=JobStatus.SUCCEEDED)
+    assert "had already finished" in html(client.post(f"/jobs/{running.id}/cancel", follow_redirects=True))
+    assert client.post("/jobs/999/cancel").status_code == 404
 
 
 def poll(client, job, offset, state=None):

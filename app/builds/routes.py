@@ -1,11 +1,12 @@
 """Job pages: a job's status and snapshot, and its log, fetched chunk by chunk while it runs."""
 import zlib
 
-from flask import abort, render_template, request
+from flask import abort, flash, redirect, render_template, request, url_for
 
 from ..extensions import db
 from ..models import BuildJob
 from . import bp
+from .control import cancel_job
 from .logs import read_log, strip_ansi
 
 # A poller that just got text asks again at once (catching up on a long log), then every second.
@@ -19,7 +20,9 @@ def _job_or_404(job_id: int) -> BuildJob:
 
 def status_key(job: BuildJob) -> str:
     """A short fingerprint of what the status block shows, so an idle poll can say 'nothing new'."""
-    shown = "|".join(str(v) for v in (job.status, job.progress, job.image, job.digest, job.error, job.started_at))
+    shown = "|".join(
+        str(v) for v in (job.status, job.progress, job.image, job.digest, job.error, job.started_at, job.cancel_requested)
+    )
     return format(zlib.crc32(shown.encode("utf-8")), "08x")
 
 
@@ -27,6 +30,16 @@ def status_key(job: BuildJob) -> str:
 def job(job_id):
     job = _job_or_404(job_id)
     return render_template("builds/job.html", job=job, state=status_key(job))
+
+
+@bp.route("/jobs/<int:job_id>/cancel", methods=["POST"])
+def cancel(job_id):
+    job = _job_or_404(job_id)
+    if cancel_job(job):
+        flash(f"Cancelling {job.spec.name} r{job.revision}.", "info")
+    else:
+        flash(f"{job.spec.name} r{job.revision} had already finished.", "info")
+    return redirect(url_for("builds.job", job_id=job.id))
 
 
 @bp.route("/jobs/<int:job_id>/row")

@@ -109,6 +109,8 @@ def test_add_edit_read_the_job_and_delete(signed_in, live_server, screenshot):
     update_job(live_server, 2, log="".join(f"Collecting package-{n}\n" for n in range(80)))
     expect(log).to_contain_text("Collecting package-79")
     assert page.evaluate("window.pwned") is None
+    expect(page.get_by_role("button", name="Cancel build")).to_be_visible()
+    screenshot("08-job-running")
     assert "\x1b" not in log.inner_text()
     assert page.evaluate("(() => { const l = document.getElementById('log'); return l.scrollHeight - l.scrollTop - l.clientHeight; })()") < 30
     update_job(live_server, 2, status=JobStatus.FAILED, progress=None, finished_at=utcnow(),
@@ -116,10 +118,11 @@ def test_add_edit_read_the_job_and_delete(signed_in, live_server, screenshot):
     expect(page.locator("#job-status .badge")).to_have_text("failed")
     expect(page.locator("#job-status .error-summary")).to_contain_text("pip install exited with 1")
     expect(page.locator("#log-poller")).to_contain_text("end of log")
+    expect(page.get_by_role("button", name="Cancel build")).to_have_count(0)
     expect(page.locator("#log-poller")).not_to_have_attribute("hx-trigger", re.compile(".*"))
     expect(page.locator("main")).to_contain_text("requests")
     expect(page.locator("main")).to_contain_text("apt-get install -y --no-install-recommends")
-    screenshot("08-job-page")
+    screenshot("09-job-failed")
 
     # Delete through the confirmation dialog.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Specs").click()
@@ -127,11 +130,11 @@ def test_add_edit_read_the_job_and_delete(signed_in, live_server, screenshot):
     dialog = page.locator("#delete-dialog")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("Delete spec demo?")
-    screenshot("09-delete-dialog")
+    screenshot("10-delete-dialog")
     dialog.get_by_role("button", name="Delete").click()
     expect(page.locator(".flash-success")).to_contain_text("Deleted demo")
     expect(page.get_by_text("No image specs yet")).to_be_visible()
-    screenshot("10-deleted-empty-list")
+    screenshot("11-deleted-empty-list")
 
 
 def test_sign_in_page(page, screenshot):
