@@ -2,7 +2,7 @@
 ``python worker.py`` subprocess on a queue of its own (see support.py)."""
 import pytest
 
-from integration.support import Stack, start_services
+from integration.support import running_stack, start_services
 
 
 @pytest.fixture(scope="session")
@@ -15,11 +15,5 @@ def services():
 
 @pytest.fixture(scope="session")
 def stack(services, tmp_path_factory):
-    stack = Stack(workdir=tmp_path_factory.mktemp("integration"), services=services)
-    try:
-        stack.start()
-    except Exception as exc:
-        stack.stop()
-        pytest.fail(f"The integration stack could not be started: {exc}", pytrace=False)
-    yield stack
-    stack.stop()
+    with running_stack(services, tmp_path_factory.mktemp("integration")) as stack:
+        yield stack

@@ -14,10 +14,12 @@ import sys
 import time
 import uuid
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import flask_migrate
+import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
@@ -27,7 +29,8 @@ from app.builds.podman import Podman, RegistryAuth, build_context
 from app.builds.queue import build_queue, redis_connection
 from app.builds.registry import RegistryClient
 from app.extensions import db
-from app.models import BuildJob, JobStatus, LogChunk
+from app.models import BuildJob, ImageSpec, JobStatus, LogChunk
+from app.specs.service import create_spec, update_spec
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_USERNAME = "admin"
@@ -35,6 +38,7 @@ ADMIN_PASSWORD = "correct-horse-battery"
 SERVICE_VARIABLES = ("PODMAN_URL", "REGISTRY_USERNAME", "REGISTRY_PASSWORD", "BUILD_CA_BUNDLE",
                      "IMAGEBUILDER_TEST_BASE", "REDIS_URL")
 REGISTRY_HOST = "127.0.0.1:5000"
+BASE = "localhost/debian:bookworm"  # made by scripts/base-image.sh
 
 
 def start_services() -> dict:
@@ -54,6 +58,21 @@ def start_services() -> dict:
     if missing:
         raise RuntimeError(f"scripts/env.sh did not provide {', '.join(missing)}")
     return {name: env[name] for name in SERVICE_VARIABLES if name in env}
+
+
+@contextmanager
+def running_stack(services: dict, workdir: Path, **options):
+    """A started Stack for a fixture to yield; a stack that cannot start fails the test."""
+    stack = Stack(workdir=workdir, services=services, **options)
+    try:
+        stack.start()
+    except Exception as exc:
+        stack.stop()
+        pytest.fail(f"The integration stack could not be started: {exc}", pytrace=False)
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 @dataclass
@@ -237,6 +256,38 @@ class Stack:
             parts.append(key.decode("utf-8", "replace"))
             parts += [_readable(value) for value in values if value is not None]
         return "\n".join(parts)
+
+
+def save_spec(stack, **data):
+    with stack.app.app_context():
+        outcome = create_spec({"apt": "", "pip": "", "conda": "", **data})
+        assert outcome.ok, [e.as_dict() for e in outcome.result.errors]
+        return outcome.job.id
+
+
+def change_spec(stack, name, **data):
+    with stack.app.app_context():
+        spec = db.session.scalar(select(ImageSpec).where(ImageSpec.name == name))
+        values = {"base_image": spec.base_image, "pull_secret": spec.pull_secret.name if spec.pull_secret else None,
+                  "apt": spec.apt, "pip": spec.pip, "conda": spec.conda, **data}
+        outcome = update_spec(spec, values)
+        assert outcome.ok and outcome.job, [e.as_dict() for e in outcome.result.errors]
+        return outcome.job.id
+
+
+def assert_succeeded(stack, job):
+    assert job.status == JobStatus.SUCCEEDED, f"{job.error}\n--- log ---\n{stack.log_text(job.id)[-4000:]}"
+
+
+def pull_and_run(stack, job, command):
+    """Pull the pushed image BY DIGEST from the registry and run `command` in it."""
+    podman = stack.podman()
+    try:
+        ref = f"{job.image.rsplit(':', 1)[0]}@{job.digest}"
+        drain(podman.pull(ref, stack.registry_auth(), tls_verify=False))
+        return podman.run_shell(ref, command)
+    finally:
+        podman.close()
 
 
 def drain(events, timeout: float = 600) -> str:

@@ -9,47 +9,11 @@ from sqlalchemy import select
 
 from app.credentials.service import create_credential
 from app.extensions import db
-from app.models import BuildJob, ImageSpec, JobStatus
-from app.specs.service import create_spec, update_spec
+from app.models import BuildJob, JobStatus
 from app.specs.validation import validate_spec
-from integration.support import drain
+from integration.support import BASE, assert_succeeded, change_spec, drain, pull_and_run, save_spec
 
 pytestmark = pytest.mark.integration
-
-BASE = "localhost/debian:bookworm"
-
-
-def save_spec(stack, **data):
-    with stack.app.app_context():
-        outcome = create_spec({"apt": "", "pip": "", "conda": "", **data})
-        assert outcome.ok, [e.as_dict() for e in outcome.result.errors]
-        return outcome.job.id
-
-
-def change_spec(stack, name, **data):
-    with stack.app.app_context():
-        spec = db.session.scalar(select(ImageSpec).where(ImageSpec.name == name))
-        values = {"base_image": spec.base_image, "pull_secret": spec.pull_secret.name if spec.pull_secret else None,
-                  "apt": spec.apt, "pip": spec.pip, "conda": spec.conda, **data}
-        outcome = update_spec(spec, values)
-        assert outcome.ok and outcome.job, [e.as_dict() for e in outcome.result.errors]
-        return outcome.job.id
-
-
-def assert_succeeded(stack, job):
-    assert job.status == JobStatus.SUCCEEDED, f"{job.error}\n--- log ---\n{stack.log_text(job.id)[-4000:]}"
-
-
-def pull_and_run(stack, job, command):
-    """Pull the pushed image BY DIGEST from the registry and run `command` in it."""
-    podman = stack.podman()
-    try:
-        ref = f"{job.image.rsplit(':', 1)[0]}@{job.digest}"
-        drain(podman.pull(ref, stack.registry_auth(), tls_verify=False))
-        return podman.run_shell(ref, command)
-    finally:
-        podman.close()
-
 
 # 1. APT and pip packages: built, pushed, in the registry's tag list, installed in the image.
 def test_apt_and_pip_packages_are_built_pushed_and_installed(stack):

@@ -6,8 +6,7 @@ import time
 import pytest
 
 from app.models import JobStatus
-from integration.support import Stack
-from test_builds import BASE, assert_succeeded, save_spec
+from integration.support import BASE, assert_succeeded, running_stack, save_spec
 
 pytestmark = pytest.mark.integration
 
@@ -20,14 +19,8 @@ exec sleep 313
 
 @pytest.fixture(scope="module")
 def short_stack(services, tmp_path_factory):
-    stack = Stack(workdir=tmp_path_factory.mktemp("timeout"), services=services, build_timeout=TIMEOUT)
-    try:
-        stack.start()
-    except Exception as exc:
-        stack.stop()
-        pytest.fail(f"The integration stack could not be started: {exc}", pytrace=False)
-    yield stack
-    stack.stop()
+    with running_stack(services, tmp_path_factory.mktemp("timeout"), build_timeout=TIMEOUT) as stack:
+        yield stack
 
 
 def sleeping_processes():
