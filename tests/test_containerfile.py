@@ -2,6 +2,7 @@
 corpus, and the inputs it refuses."""
 import os
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -69,9 +70,14 @@ def instructions(containerfile):
     return result
 
 
+def run_commands(containerfile):
+    """The shell command of each RUN, as the build hands it to /bin/sh -c."""
+    return [i[len("RUN "):] for i in instructions(containerfile) if i.startswith("RUN ")]
+
+
 def run_words(containerfile):
     """The shell words of each RUN, as a POSIX shell would split them."""
-    return [shlex.split(i[len("RUN "):]) for i in instructions(containerfile) if i.startswith("RUN ")]
+    return [shlex.split(command) for command in run_commands(containerfile)]
 
 
 def installed_words(containerfile):
@@ -208,6 +214,7 @@ def test_unvalidated_input_is_refused_by_the_renderer_too(spec):
 
 # --- The RUN lines under a real POSIX shell ------------------------------------------
 
+# Records its name, its arguments and PIP_INDEX_URL, separated by \037, one call per \036.
 STUB = """#!/bin/sh
 { printf '%s\\037' "${0##*/}" "$@"; printf 'PIP_INDEX_URL=%s\\037' "${PIP_INDEX_URL:-}"; printf '\\036'; } >> "$STUB_LOG"
 """
@@ -219,8 +226,6 @@ def run_under_sh(command, tmp_path, tools, env=None):
     PATH holds only the stubs, so nothing real is installed or removed; returns the
     process and the argv each stub was called with.
     """
-    import subprocess
-
     stubs = tmp_path / "bin"
     stubs.mkdir(exist_ok=True)
     for tool in tools:
@@ -241,7 +246,7 @@ def run_under_sh(command, tmp_path, tools, env=None):
 
 def test_rendered_run_lines_give_each_tool_exactly_the_packages(tmp_path):
     rendered = render_containerfile(spec_of(apt=APT, pip=PIP, conda=CONDA), BUILD_OPTIONS)
-    apt, conda, pip = run_words_text(rendered)
+    apt, conda, pip = run_commands(rendered)
     spec = spec_of(apt=APT, pip=PIP, conda=CONDA)
     tools = ["apt-get", "rm", "micromamba", "conda", "pip"]
 
@@ -280,20 +285,16 @@ def test_rendered_run_lines_give_each_tool_exactly_the_packages(tmp_path):
 )
 def test_conda_layer_uses_the_tool_the_image_has(tmp_path, tools, env, expected):
     rendered = render_containerfile(spec_of(conda="numpy"))
-    proc, calls = run_under_sh(run_words_text(rendered)[0], tmp_path, tools, env)
+    proc, calls = run_under_sh(run_commands(rendered)[0], tmp_path, tools, env)
     assert proc.returncode == 0, proc.stderr
     assert [c[:-1] for c in calls] == [[*expected, "numpy"], [expected[0], "clean", "--all", "-y"]]
 
 
 def test_conda_layer_fails_clearly_without_a_conda_tool(tmp_path):
     rendered = render_containerfile(spec_of(conda="numpy"))
-    proc, calls = run_under_sh(run_words_text(rendered)[0], tmp_path, [])
+    proc, calls = run_under_sh(run_commands(rendered)[0], tmp_path, [])
     assert proc.returncode == 1 and calls == []
     assert "no micromamba, mamba or conda in the base image" in proc.stderr
-
-
-def run_words_text(containerfile):
-    return [i[len("RUN "):] for i in instructions(containerfile) if i.startswith("RUN ")]
 
 
 # --- Same inputs, same bytes --------------------------------------------------------
@@ -390,7 +391,7 @@ def test_injection_is_refused_or_rendered_as_one_quoted_word(field, as_list, pay
     assert installed_words(rendered).get(field, []) == accepted
     # And /bin/sh agrees: the tool gets exactly those words, and nothing else runs.
     calls = []
-    for command in run_words_text(rendered):
+    for command in run_commands(rendered):
         proc, more = run_under_sh(command, tmp_path, ["apt-get", "rm", "micromamba", "pip", "id", "curl"])
         assert proc.returncode == 0, proc.stderr
         calls += more
