@@ -76,8 +76,7 @@ def get_spec(name):
 @bp.patch("/specs/<name>")
 def update_spec_endpoint(name):
     spec = _spec_or_404(name)
-    body = json_object()
-    data, shape_errors, unusable = spec_fields(body)
+    data, shape_errors, unusable = spec_fields(json_object())
     if "name" in data and data["name"] != spec.name:
         shape_errors.append(FieldError("name", "The name cannot be changed; create a new spec instead."))
         unusable.add("name")
