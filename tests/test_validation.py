@@ -320,6 +320,7 @@ def test_valid_conda_lines(line, normalized):
         case("http://x::numpy", "Channel URL http://x/ is not allowed", id="http-channel"),
         case("numpy[channel='https://x.org/ch']", "Channel URL https://x.org/ch/ is not allowed", id="url-channel-key"),
         case("s3://bucket/ch::numpy", "Channel URL s3://bucket/ch/ is not allowed", id="s3-channel"),
+        case("https://user:secret@x.org/ch::numpy", "Channel URL https://***@x.org/ch/ is not", id="password-not-echoed"),
         case("./local::numpy", "Local channels", id="relative-path-channel"),
         case("/abs/ch::numpy", "Local channels", id="absolute-path-channel"),
         case("file:///tmp/ch::numpy", "Local channels", id="file-channel"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -300,12 +301,20 @@ def normalize_conda(line: str, allowed_channels=()) -> tuple[str, str]:
             if spec.channel.base_url.startswith("file:"):
                 raise LineInvalid("Local channels (file paths) are not allowed; use a named channel such as conda-forge.")
             raise LineInvalid(
-                f"Channel URL {spec.channel.base_url} is not allowed; the operator can allow it "
+                f"Channel URL {_without_password(spec.channel.base_url)} is not allowed; the operator can allow it "
                 "in CONDA_ALLOWED_CHANNELS, or use a named channel such as conda-forge."
             )
     if not _PRINTABLE_ASCII_RE.fullmatch(text) or text.startswith("-") or not _is_stable(spec):
         raise LineInvalid(f"This spec does not read back the same once normalised ({text!r}); write it plainly.")
     return text, spec.name.normalized
+
+
+def _without_password(url: str) -> str:
+    """Error messages end up on pages and in API answers: no credentials in them."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def _parse_match_spec(line: str) -> MatchSpec:
