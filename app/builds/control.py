@@ -17,6 +17,7 @@ from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import BuildJob, ImageSpec, JobStatus, utcnow
+from ..ops.logging import kv
 from .queue import BUILD_FUNCTION, build_queue, enqueue_options, rq_job_id
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def cancel_job(job: BuildJob, reason: str = "cancelled by an admin") -> bool:
     """
     if _finish_queued([job.id], reason):
         db.session.commit()
-        log.info("job=%s event=cancelled reason=%r", job.id, reason)
+        log.info("job=%s event=cancelled reason=%s", job.id, kv(reason))
         drop_from_redis(job.id)
         return True
     asked = db.session.execute(
@@ -115,7 +116,7 @@ def requeue_later(job_id: int, seconds: float) -> bool:
     try:
         build_queue().enqueue_in(timedelta(seconds=seconds), BUILD_FUNCTION, job_id, **enqueue_options(job_id))
     except RedisError as exc:
-        log.warning("job=%s event=requeue_failed error=%r", job_id, str(exc))
+        log.warning("job=%s event=requeue_failed error=%s", job_id, kv(exc))
         return False
     log.info("job=%s event=requeued_later delay_s=%s", job_id, seconds)
     return True
@@ -132,7 +133,7 @@ def drop_from_redis(job_id: int) -> None:
     except NoSuchJobError:
         return
     except RedisError as exc:
-        log.warning("job=%s event=drop_from_redis_failed error=%r", job_id, str(exc))
+        log.warning("job=%s event=drop_from_redis_failed error=%s", job_id, kv(exc))
 
 
 def _finish_queued(job_ids: list[int], reason: str) -> list[int]:

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..builds.queue import BUILD_FUNCTION, build_queue, enqueue_options, redis_connection, rq_job_id
 from ..extensions import db
 from ..models import BuildJob, JobStatus, utcnow
+from .logging import kv
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def reconcile(now: datetime | None = None, connection: Redis | None = None) -> d
         summary["requeued"], summary["never_started"] = requeue_missing_jobs(now, connection or redis_connection())
     except RedisError as exc:
         summary["redis_error"] = str(exc)
-        log.warning("event=reconcile_redis_error error=%r", str(exc))
+        log.warning("event=reconcile_redis_error error=%s", kv(exc))
     return summary
 
 
@@ -182,13 +183,13 @@ def run_periodically(app, interval: float | None = None, stop: threading.Event |
                 try:
                     summary = reconcile(connection=connection)
                     if any(summary.values()):
-                        log.info("event=reconciled %s", " ".join(f"{k}={v}" for k, v in summary.items()))
+                        log.info("event=reconciled %s", " ".join(f"{k}={kv(v)}" for k, v in summary.items()))
                     if time.monotonic() >= next_prune:
                         prune_jobs()
                         next_prune = time.monotonic() + app.config["PRUNE_INTERVAL"]
                 except (SQLAlchemyError, RedisError) as exc:
                     db.session.rollback()
-                    log.warning("event=reconcile_failed error=%r", str(exc))
+                    log.warning("event=reconcile_failed error=%s", kv(exc))
                 finally:
                     db.session.remove()
             stop.wait(interval)
