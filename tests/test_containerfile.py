@@ -126,8 +126,10 @@ def test_build_options_switch_user_copy_the_ca_and_point_tools_at_it():
     assert steps[-1] == "USER app"
     conda, pip = run_words(rendered)[1:]
     assert f"CONDA_SSL_VERIFY={CA_BUNDLE_PATH}" in conda and f"MAMBA_SSL_VERIFY={CA_BUNDLE_PATH}" in conda
-    assert pip[:4] == [
+    assert pip[:6] == [
         "PIP_BREAK_SYSTEM_PACKAGES=1",
+        "PIP_ROOT_USER_ACTION=ignore",
+        "PIP_DISABLE_PIP_VERSION_CHECK=1",
         f"PIP_CERT={CA_BUNDLE_PATH}",
         "PIP_INDEX_URL=https://pypi.example.org/simple",
         "PIP_EXTRA_INDEX_URL=https://a.example.org/simple https://b.example.org/simple",

@@ -84,9 +84,13 @@ def render_containerfile(spec: SpecInput, options: BuildOptions | None = None) -
         ]
 
     if spec.pip:
+        # PEP 668 (Debian's pip refuses system installs otherwise); no root-user warning
+        # or version check in the admin's build log.
         env = _env_prefix(
             [
                 ("PIP_BREAK_SYSTEM_PACKAGES", "1"),
+                ("PIP_ROOT_USER_ACTION", "ignore"),
+                ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
                 ("PIP_CERT", CA_BUNDLE_PATH if options.ca_bundle else None),
                 ("PIP_INDEX_URL", options.pip_index_url),
                 ("PIP_EXTRA_INDEX_URL", " ".join(u for u in options.pip_extra_index_urls if u)),
