@@ -78,6 +78,10 @@ def test_add_edit_read_the_job_and_delete(signed_in, live_server, screenshot):
     expect(row.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == image
     screenshot("05-list-succeeded")
+    page.set_viewport_size({"width": 420, "height": 860})
+    expect(row.get_by_role("link", name="Edit")).to_be_visible()
+    screenshot("05b-list-narrow")
+    page.set_viewport_size({"width": 1280, "height": 860})
 
     # Edit: changing pip saves and starts the next job.
     row.get_by_role("link", name="Edit").click()
