@@ -89,7 +89,12 @@ class Stack:
 
     def __post_init__(self):
         self.registry = f"{REGISTRY_HOST}/it-{self.sid}"
+        # RQ job ids (build-<job id>) are global to a Redis database, and every test
+        # database numbers its jobs from 1: a Redis database of its own keeps other test
+        # runs on the same Redis from emptying this one's jobs.
+        redis_base = self.services.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
         self.settings = {
+            "REDIS_URL": f"{redis_base}/{1 + int(self.sid, 16) % 15}",
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{self.workdir / 'it.db'}",
             "SECRET_KEY": uuid.uuid4().hex,
             "CREDENTIALS_KEY": Fernet.generate_key().decode(),
@@ -119,6 +124,7 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY", "PODMAN", "BUILD_", "LOG_"))}
         env.update(
             DATABASE_URL=self.settings["SQLALCHEMY_DATABASE_URI"],
+            REDIS_URL=self.settings["REDIS_URL"],
             SECRET_KEY=self.settings["SECRET_KEY"],
             CREDENTIALS_KEY=self.settings["CREDENTIALS_KEY"],
             RQ_QUEUE=self.settings["RQ_QUEUE"],

@@ -1,0 +1,96 @@
+"""The whole story in a real browser with a real worker: add a spec, watch it go
+queued -> running -> succeeded in the list without reloading, read its log as it grows,
+and find the pushed image's reference in the list.
+
+The worker (``python worker.py``), rootless Podman and the registry are the real ones
+(tests/integration/support.py); the worker starts only after the spec is saved, so the
+queued state is there to be seen.
+"""
+import re
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import BuildJob, ImageSpec
+from integration.support import BASE, Stack, start_services
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+# A base image whose pip takes its time and says so, so the running state and the
+# growing log are there to be watched.
+SLOW_PIP = """#!/bin/sh
+for n in 1 2 3 4 5 6 7 8; do echo "slow pip, second $n"; sleep 1; done
+exec /usr/bin/pip "$@"
+"""
+
+
+@pytest.fixture
+def build_stack(tmp_path):
+    try:
+        services = start_services()
+    except Exception as exc:
+        pytest.fail(f"The integration services could not be started: {exc}", pytrace=False)
+    workdir = tmp_path / "stack"
+    workdir.mkdir()
+    stack = Stack(workdir=workdir, services=services)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def live_server_config(build_stack):
+    """The live server shares its database, queue and build settings with the worker."""
+    return dict(build_stack.settings)
+
+
+def test_watch_a_real_build_live(signed_in, live_server, build_stack, screenshot):
+    build_stack.app = live_server.app
+    slow_base = build_stack.build_helper_image(
+        "slow", f"FROM {BASE}\nCOPY pip /usr/local/bin/pip\nRUN chmod 755 /usr/local/bin/pip\n",
+        {"pip": SLOW_PIP.encode()},
+    )
+    page = signed_in
+    page.get_by_role("link", name="+ Add").first.click()
+    page.fill("#name", "live-demo")
+    page.fill("#base_image", slow_base)
+    page.fill("#apt", "jq")
+    page.fill("#pip", "six")
+    expect(page.locator("#containerfile-preview")).to_contain_text(f"FROM {slow_base}")
+    page.get_by_role("button", name="Save and build").click()
+    page.wait_for_url(re.compile(r"/$"))
+    row = page.locator("#spec-table tbody tr", has_text="live-demo")
+    expect(row.locator(".badge")).to_have_text("queued")
+    screenshot("live-01-queued")
+
+    build_stack.start_worker()
+    expect(row.locator(".badge")).to_have_text("running", timeout=30_000)
+    expect(row).to_contain_text("STEP", timeout=30_000)
+    screenshot("live-02-running")
+
+    with live_server.app_context():
+        spec = db.session.scalar(select(ImageSpec).where(ImageSpec.name == "live-demo"))
+        job_id = db.session.scalar(select(BuildJob.id).where(BuildJob.spec_id == spec.id))
+    # The job in a second tab, while the list tab stays as it is (never reloaded).
+    job_page = page.context.new_page()
+    job_page.goto(row.locator("a.badge-link").get_attribute("href"))
+    job_page.wait_for_url(re.compile(rf"/jobs/{job_id}$"))
+    log = job_page.locator("#log")
+    expect(log).to_contain_text("slow pip, second 2", timeout=60_000)
+    seen_early = log.inner_text()
+    expect(log).to_contain_text("slow pip, second 6", timeout=30_000)
+    assert len(log.inner_text()) > len(seen_early)  # the log grew in place
+    job_page.screenshot(path=str(screenshot("live-02-running").with_name("live-03-log-growing.png")), full_page=True)
+
+    expect(job_page.locator("#job-status .badge")).to_have_text("succeeded", timeout=180_000)
+    expect(log).to_contain_text("==> Done")
+    expect(job_page.locator("#log-poller")).to_contain_text("end of log")
+    job_page.screenshot(path=str(screenshot("live-02-running").with_name("live-04-job-succeeded.png")), full_page=True)
+    job_page.close()
+
+    job = build_stack.wait_for(job_id)
+    assert job.image.startswith(f"{build_stack.registry}/live-demo:r1-")
+    expect(row.locator(".badge")).to_have_text("succeeded", timeout=10_000)
+    expect(row.locator(".image")).to_contain_text(job.image)
+    screenshot("live-05-list-image")
