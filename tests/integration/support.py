@@ -227,8 +227,12 @@ class Stack:
             return len(db.session.scalars(select(LogChunk.id).where(LogChunk.job_id == job_id)).all())
 
     def build_helper_image(self, name: str, containerfile: str, files: dict[str, bytes] | None = None) -> str:
-        """A small base image made here from the test base (e.g. with a recording pip)."""
+        """A small base image made here from the test base (e.g. with a recording pip).
+
+        Labelled with the session, so builds on it run their steps for real rather than
+        finding them in the layer cache of an earlier session."""
         tag = f"localhost/it-{self.sid}-{name}:1"
+        containerfile += f"LABEL imagebuilder.test.session={self.sid}\n"
         podman = self.podman()
         try:
             output = drain(podman.build(build_context(containerfile, files), tag))
