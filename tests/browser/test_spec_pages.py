@@ -113,10 +113,16 @@ def test_add_edit_read_the_job_and_delete(signed_in, live_server, screenshot):
     update_job(live_server, 2, log="".join(f"Collecting package-{n}\n" for n in range(80)))
     expect(log).to_contain_text("Collecting package-79")
     assert page.evaluate("window.pwned") is None
+    assert "\x1b" not in log.inner_text()
+    # The log follows new output to the bottom...
+    assert log.evaluate("l => l.scrollHeight - l.scrollTop - l.clientHeight") < 30
     expect(page.get_by_role("button", name="Cancel build")).to_be_visible()
     screenshot("08-job-running")
-    assert "\x1b" not in log.inner_text()
-    assert page.evaluate("(() => { const l = document.getElementById('log'); return l.scrollHeight - l.scrollTop - l.clientHeight; })()") < 30
+    # ...until the reader scrolls up: then they keep their place while more output arrives.
+    log.evaluate("l => { l.scrollTop = 0; l.dispatchEvent(new Event('scroll')); }")
+    update_job(live_server, 2, log="Installing collected packages: numpy\n")
+    expect(log).to_contain_text("Installing collected packages: numpy")
+    assert log.evaluate("l => l.scrollTop") == 0
     update_job(live_server, 2, status=JobStatus.FAILED, progress=None, finished_at=utcnow(),
                error="pip install exited with 1", log="ERROR: No matching distribution found for numpy\n")
     expect(page.locator("#job-status .badge")).to_have_text("failed")
@@ -133,6 +139,10 @@ def test_add_edit_read_the_job_and_delete(signed_in, live_server, screenshot):
     page.get_by_role("button", name="Delete").click()
     dialog = page.locator("#delete-dialog")
     expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#spec-table")).to_contain_text("demo")
+    page.get_by_role("button", name="Delete").click()
     expect(dialog).to_contain_text("Delete spec demo?")
     screenshot("10-delete-dialog")
     dialog.get_by_role("button", name="Delete").click()
