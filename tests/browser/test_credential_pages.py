@@ -1,4 +1,6 @@
 """Registry credentials in a real browser: add one, use it as a spec's pull secret, see deletion refused."""
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -47,3 +49,9 @@ def test_credential_becomes_a_pull_secret_and_stays_secret(signed_in, screenshot
     expect(page.get_by_text("Leave empty to keep the current one")).to_be_visible()
     assert PASSWORD not in page.content()
     screenshot("14-credential-edit")
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page.get_by_text("Signed out.")).to_be_visible()
+    page.goto("/credentials/")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
