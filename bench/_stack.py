@@ -21,7 +21,7 @@ from integration.support import (  # noqa: E402
     start_services,
 )
 
-__all__ = ["BASE", "started_stack", "save_spec", "change_spec", "job_seconds", "unique_base", "percentile",
+__all__ = ["BASE", "started_stack", "save_spec", "change_spec", "succeeded", "job_seconds", "unique_base", "percentile",
            "serve", "login", "statistics"]
 
 
@@ -34,6 +34,14 @@ def started_stack(**options) -> Stack:
 def unique_base(stack: Stack, name: str) -> str:
     """A base image of its own (a label), so what is built on it starts without cache."""
     return stack.build_helper_image(name, f"FROM {BASE}\nLABEL imagebuilder.bench={name}\n")
+
+
+def succeeded(stack: Stack, job_id: int, timeout: float = 1200):
+    """The finished job, which must have succeeded."""
+    job = stack.wait_for(job_id, timeout=timeout)
+    if job.status != "succeeded":
+        raise RuntimeError(f"job {job_id} {job.status}: {job.error}")
+    return job
 
 
 def job_seconds(job) -> float:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _stack import job_seconds, save_spec, started_stack, statistics, unique_base
+from _stack import job_seconds, save_spec, started_stack, statistics, succeeded, unique_base
 
 from app.specs.containerfile import CA_BUNDLE_CONTEXT_NAME
 
@@ -57,10 +57,7 @@ def cli_build_and_push(stack, containerfile: str, ref: str) -> float:
 
 
 def app_build(stack, name: str, base: str):
-    job = stack.wait_for(save_spec(stack, name=name, base_image=base, apt=APT, pip=PIP))
-    if job.status != "succeeded":
-        raise RuntimeError(f"app build {name} {job.status}: {job.error}")
-    return job
+    return succeeded(stack, save_spec(stack, name=name, base_image=base, apt=APT, pip=PIP))
 
 
 def main():

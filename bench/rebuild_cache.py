@@ -6,17 +6,10 @@ rebuild takes at most 40% of the cold build's time.
 """
 import os
 
-from _stack import change_spec, job_seconds, save_spec, started_stack, statistics, unique_base
+from _stack import change_spec, job_seconds, save_spec, started_stack, statistics, succeeded, unique_base
 
 RUNS = int(os.environ.get("BENCH_RUNS", "2"))
 HEAVY_APT = "gcc\ng++\nmake\nlibc6-dev\n"
-
-
-def succeeded(stack, job_id):
-    job = stack.wait_for(job_id, timeout=1200)
-    if job.status != "succeeded":
-        raise RuntimeError(f"job {job_id} {job.status}: {job.error}")
-    return job
 
 
 def main():
