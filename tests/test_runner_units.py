@@ -326,6 +326,19 @@ def test_a_refused_pull_says_what_to_do(fake, with_secret, expected):
     assert PULL_PASSWORD not in log_of(job_id) + job.error
 
 
+@pytest.mark.parametrize("base, pulled", [
+    ("debian:bookworm", "docker.io/library/debian:bookworm"),
+    ("mambaorg/micromamba:1.5", "docker.io/mambaorg/micromamba:1.5"),
+    ("reg.example.com:5000/team/base:1", "reg.example.com:5000/team/base:1"),
+])
+def test_short_names_are_pulled_from_docker_hub_explicitly(fake, base, pulled):
+    job_id = new_job(base_image=base)
+    pushed(job_id)
+    run_build(job_id)
+    assert next(c for c in fake.calls if c[0] == "pull")[1] == pulled
+    assert finished(job_id).status == JobStatus.SUCCEEDED
+
+
 def test_a_credential_for_another_registry_is_not_sent(fake):
     create_credential({"name": "other", "registry": "other.example.com", "username": "u", "password": PULL_PASSWORD})
     job_id = new_job(base_image="reg.example.com/private/base:1", pull_secret="other")
@@ -361,8 +374,7 @@ def test_a_cancel_request_stops_a_running_build(fake, app):
 
     def ask_cancel():
         with app.app_context():
-            while db.session.get(BuildJob, job_id).status != JobStatus.RUNNING:
-                db.session.remove()
+            while not any(call[0] == "build" for call in fake.calls):  # the build is running
                 threading.Event().wait(0.02)
             db.session.execute(db.update(BuildJob).where(BuildJob.id == job_id).values(cancel_requested=True))
             db.session.commit()

@@ -154,11 +154,11 @@ def _db_store(job_id: int):
 class Heartbeat(threading.Thread):
     """Stamps heartbeat_at every few seconds and sets `cancelled` when a cancel is asked."""
 
-    def __init__(self, app, job_id: int, interval: float = HEARTBEAT_SECONDS):
+    def __init__(self, app, job_id: int, interval: float | None = None):
         super().__init__(name=f"heartbeat-{job_id}", daemon=True)
         self._app = app
         self._job_id = job_id
-        self._interval = interval
+        self._interval = interval or HEARTBEAT_SECONDS
         self._stopping = threading.Event()
         self.cancelled = threading.Event()
 
@@ -262,8 +262,11 @@ class BuildRun:
         except Exception:
             log.warning("job=%s could not store the end of its log", self.job_id, exc_info=True)
             db.session.remove()
-        finish(self.job_id, status, error, **fields)
-        log.info("job=%s event=%s%s", self.job_id, status, f" error={error!r}" if error else "")
+        if finish(self.job_id, status, error, **fields):
+            log.info("job=%s event=%s%s", self.job_id, status, f" error={error!r}" if error else "")
+        else:
+            log.warning("job=%s event=final_state_not_written status=%s (the row is no longer running)",
+                        self.job_id, status)
 
     def build(self) -> Outcome:
         job = db.session.get(BuildJob, self.job_id)
@@ -323,11 +326,11 @@ class BuildRun:
             host = registry_host(base)
             if auth:
                 self.logw.line(f"Using credential {spec.pull_secret!r} for {host}.")
-            events = podman.pull(base, auth, self._tls_verify_for(host))
-            error = self.follow(events)
+            qualified = qualified_reference(base)
+            error = self.follow(podman.pull(qualified, auth, self._tls_verify_for(host)))
             if error:
                 raise BuildFailed(self._pull_error(spec, host, error))
-            info = podman.inspect_image(base)
+            info = podman.inspect_image(qualified)
             if info is None:
                 raise BuildFailed(f"Podman reported pulling {base} but does not have it.")
         self.logw.line(f"Base image {base}: id {info.get('Id', '?')[:12]}, digest {info.get('Digest', '?')}")
@@ -493,6 +496,16 @@ def _crash_message(exc: BaseException) -> str:
     if name == "JobTimeoutException":
         return "RQ's job timeout ended the build; it overran BUILD_TIMEOUT and could not be stopped in time."
     return f"Internal error: {name}: {exc}"
+
+
+def qualified_reference(ref: str) -> str:
+    """A Docker Hub short name made explicit (``debian:bookworm`` ->
+    ``docker.io/library/debian:bookworm``): Podman resolves no short names here
+    (registries.conf lists no search registries), and the build's FROM finds the pulled
+    image under its short name in local storage."""
+    if ref.startswith(registry_host(ref) + "/"):
+        return ref
+    return f"docker.io/{ref}" if "/" in ref else f"docker.io/library/{ref}"
 
 
 def _registry_of(registry_setting: str) -> str:
