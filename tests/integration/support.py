@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import flask_migrate
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select
@@ -113,9 +112,14 @@ class Stack:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self):
+        # The schema as the Procfile's release step makes it; in a process of its own,
+        # because Alembic's env.py reconfigures logging in the process it runs in.
+        done = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=REPO,
+                              env=self.worker_env(), capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"flask db upgrade failed:\n{done.stderr[-3000:]}")
         self.app = create_app({**self.settings, "WTF_CSRF_ENABLED": False})
         with self.app.app_context():
-            flask_migrate.upgrade()  # the schema as `flask db upgrade` makes it
             create_or_update_user(ADMIN_USERNAME, ADMIN_PASSWORD)
         self.start_worker()
         return self
