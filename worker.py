@@ -5,7 +5,9 @@
 The app is created once, before RQ forks a work horse per job, so each job starts
 quickly; the job function disposes of inherited database connections. HerokuWorker
 handles SIGTERM the way Procfile hosts send it: the running job gets a few seconds
-to stop its build and write its final state.
+to stop its build and write its final state. Beside it run the reconciler (stale
+heartbeats, jobs Redis lost, retention; app/ops/reconcile.py) and RQ's scheduler, which
+puts back the jobs that waited for another build of the same spec.
 """
 import logging
 import os
@@ -15,6 +17,7 @@ from rq.worker import HerokuWorker
 
 from app import create_app
 from app.builds.queue import build_queue, redis_connection
+from app.ops.reconcile import run_periodically
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s"
 
@@ -38,7 +41,8 @@ def main():
             "worker %s listening on queue %s (podman %s, registry %s)",
             worker.name, queue.name, app.config["PODMAN_URL"], app.config["REGISTRY"],
         )
-        worker.work(logging_level="INFO", log_format=LOG_FORMAT)
+        run_periodically(app)
+        worker.work(logging_level="INFO", log_format=LOG_FORMAT, with_scheduler=True)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from app.builds.runner import run_build
 from app.credentials.service import create_credential
 from app.extensions import db
 from app.models import BuildJob, JobStatus, LogChunk
-from app.specs.service import create_spec
+from app.specs.service import create_spec, rebuild_spec
 
 PASSWORD = "s3cret-registry-pass"
 PULL_PASSWORD = "pull-secret-pass-42"
@@ -285,6 +285,19 @@ def test_a_queued_job_whose_cancel_was_asked_never_starts(fake):
     assert fake.calls == []
 
 
+def test_a_job_waits_while_another_job_of_its_spec_runs(fake, monkeypatch):
+    later = []
+    monkeypatch.setattr(runner_module, "requeue_later", lambda job_id, seconds: later.append(job_id))
+    first = new_job()
+    db.session.get(BuildJob, first).status = JobStatus.RUNNING
+    db.session.commit()
+    run_build(new_job(name="demo-b"))  # another spec's job runs meanwhile
+    third = rebuild_spec(db.session.get(BuildJob, first).spec).id
+    assert run_build(third) is None
+    assert finished(third).status == JobStatus.QUEUED and later == [third]
+    assert fake.calls.count("ping") == 1  # only the other spec's job reached Podman
+
+
 def test_a_tag_missing_from_the_registry_fails_the_job(fake):
     job_id = new_job()
     run_build(job_id)
@@ -355,6 +368,7 @@ def test_a_failed_build_keeps_the_package_managers_error(fake):
     run_build(job_id)
     job = finished(job_id)
     assert job.status == JobStatus.FAILED and job.error.startswith("The build failed: building at STEP")
+    assert job.error.endswith("Last error in the output: E: Unable to locate package nope")
     assert "E: Unable to locate package nope" in log_of(job_id)
     assert "push" not in [c[0] for c in fake.calls]
 

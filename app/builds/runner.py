@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -27,6 +28,7 @@ from ..extensions import db
 from ..models import BuildJob, JobStatus, RegistryCredential, utcnow
 from ..specs.containerfile import CA_BUNDLE_CONTEXT_NAME, BuildOptions, render_containerfile
 from ..specs.validation import SpecInput, registry_host
+from .control import claim_job, requeue_later
 from .logs import append_log_chunk
 from .logwriter import LogWriter
 from .podman import END, Podman, PodmanFailure, RegistryAuth, build_context
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5
 POLL_SECONDS = 0.2
 FINAL_WRITE_ATTEMPTS = 5
+SPEC_BUSY_RETRY_SECONDS = 15
+_ERROR_LINE_RE = re.compile(r"^(?:E|ERROR|error|Error|CRITICAL|critical)(?::| ).*$", re.MULTILINE)  # another job of the same spec is running
 DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 
 
@@ -88,24 +92,27 @@ def worker_name() -> str:
 
 
 def claim(job_id: int, worker: str) -> bool:
-    """queued -> running, only if nobody else did and nobody asked to cancel."""
-    now = utcnow()
-    result = db.session.execute(
-        update(BuildJob)
-        .where(BuildJob.id == job_id, BuildJob.status == JobStatus.QUEUED, BuildJob.cancel_requested.is_(False))
-        .values(status=JobStatus.RUNNING, worker=worker, started_at=now, heartbeat_at=now, updated_at=now,
-                progress="starting")
-    )
-    if result.rowcount == 1:
-        db.session.commit()
+    """queued -> running (control.claim_job: a compare-and-set that also keeps one running
+    job per spec). A job not claimed is left as it should be: a queued job whose cancel
+    was asked for ends cancelled, one whose spec is busy is tried again later."""
+    if claim_job(job_id, worker):
         return True
-    # A queued job whose cancel was asked for never starts: it ends here.
-    db.session.execute(
-        update(BuildJob)
-        .where(BuildJob.id == job_id, BuildJob.status == JobStatus.QUEUED, BuildJob.cancel_requested.is_(True))
-        .values(status=JobStatus.CANCELLED, error="Cancelled before it started.", finished_at=now, updated_at=now)
-    )
-    db.session.commit()
+    row = db.session.execute(
+        select(BuildJob.status, BuildJob.cancel_requested).where(BuildJob.id == job_id)
+    ).one_or_none()
+    if row is None or row.status != JobStatus.QUEUED:
+        return False
+    if row.cancel_requested:
+        now = utcnow()
+        db.session.execute(
+            update(BuildJob)
+            .where(BuildJob.id == job_id, BuildJob.status == JobStatus.QUEUED)
+            .values(status=JobStatus.CANCELLED, error="Cancelled before it started.", finished_at=now, updated_at=now)
+        )
+        db.session.commit()
+    else:
+        log.info("job=%s event=spec_busy retry_in_s=%s", job_id, SPEC_BUSY_RETRY_SECONDS)
+        requeue_later(job_id, SPEC_BUSY_RETRY_SECONDS)
     return False
 
 
@@ -212,14 +219,16 @@ class BuildRun:
             flush_seconds=float(config["LOG_FLUSH_SECONDS"]),
             secrets=self.registry_auth.secret_forms() if self.registry_auth else (),
         )
+        self.logw.add_secret(config.get("REGISTRY_PASSWORD"))
         self.heartbeat: Heartbeat | None = None
         self.deadline = None
+        self.last_error_line: str | None = None  # a package manager's "E: ..." / "ERROR: ..."
 
     # The whole job: claim, build, always a final state.
     def run(self) -> str | None:
         worker = worker_name()
         if not claim(self.job_id, worker):
-            log.info("job=%s event=not_claimed (no longer queued, or cancelled)", self.job_id)
+            log.info("job=%s event=not_claimed", self.job_id)
             return None
         log.info("job=%s event=started worker=%s", self.job_id, worker)
         started = time.monotonic()
@@ -403,7 +412,8 @@ class BuildRun:
         events = podman.build(context, target, auth)
         error = self.follow(events, stop=lambda: podman.stop_build(handle, events))
         if error:
-            raise BuildFailed(f"The build failed: {error.strip()}")
+            cause = f" Last error in the output: {self.last_error_line}" if self.last_error_line else ""
+            raise BuildFailed(f"The build failed: {error.strip()}.{cause}")
         if podman.inspect_image(target) is None:
             raise BuildFailed(f"The build ended without an image tagged {target}.")
 
@@ -472,6 +482,8 @@ class BuildRun:
                     continue
                 if event.get("stream"):
                     self.logw.write(event["stream"])
+                    for line in _ERROR_LINE_RE.findall(event["stream"]):
+                        self.last_error_line = self.logw.redact(line.strip())[:300]
                 if event.get("error"):
                     error = self.logw.redact(str(event["error"]))
                     self.logw.write(error if error.endswith("\n") else error + "\n")

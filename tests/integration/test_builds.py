@@ -63,7 +63,7 @@ def test_a_missing_package_fails_with_the_package_managers_error(stack, field, p
     job_id = save_spec(stack, name=f"missing-{field}", base_image=BASE, **{field: package})
     job = stack.wait_for(job_id)
     assert job.status == JobStatus.FAILED
-    assert "The build failed" in job.error
+    assert "The build failed" in job.error and expected in job.error
     log = stack.log_text(job_id)
     assert expected in log
     assert "==> [4/5] Pushing" not in log
