@@ -438,3 +438,15 @@ def test_registry_auth_headers_carry_the_credential_only_there():
     assert json.loads(base64.urlsafe_b64decode(auth.auth_header())) == {"username": "robot", "password": PASSWORD}
     assert json.loads(base64.urlsafe_b64decode(auth.config_header())) == {
         "reg.example.com": {"username": "robot", "password": PASSWORD}}
+
+
+def test_podman_not_answering_fails_the_job_clearly(fake, app, monkeypatch, tmp_path):
+    from app.builds.podman import Podman
+
+    app.config["PODMAN_URL"] = f"unix://{tmp_path}/no-podman.sock"
+    monkeypatch.setattr(runner_module, "Podman", Podman)  # the real client, nothing listening
+    job_id = new_job()
+    run_build(job_id)
+    job = finished(job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error.startswith(f"The Podman service at unix://{tmp_path}/no-podman.sock does not answer")
