@@ -419,20 +419,11 @@ class BuildRun:
 
     # Steps 4 and 5: push, then ask the registry.
     def push(self, podman: Podman, target: str) -> Outcome:
+        """Push the job's tag and confirm it in the registry; only then move `latest`."""
         ref = ImageRef.parse(target)
         tls_verify = self._tls_verify_for(ref.host)
         self.announce(4, f"Pushing {target}", "pushing")
-        refs = [target]
-        if self.config.get("REGISTRY_PUSH_LATEST"):
-            latest = ImageRef(ref.host, ref.repository, "latest")
-            podman.tag_image(target, f"{ref.host}/{ref.repository}", "latest")
-            refs.append(str(latest))
-        for push_ref in refs:
-            if push_ref != target:
-                self.logw.line(f"Moving {push_ref}")
-            error = self.follow(podman.push(push_ref, self.registry_auth, tls_verify))
-            if error:
-                raise BuildFailed(f"Pushing {push_ref} failed: {error.strip()}")
+        self._push(podman, target, tls_verify)
 
         self.announce(5, f"Confirming {target} in the registry", "confirming")
         client = RegistryClient(
@@ -445,11 +436,20 @@ class BuildRun:
         if manifest is None:
             raise BuildFailed(f"The registry {ref.host} does not list {ref.repository}:{ref.tag} after the push.")
         self.logw.line(f"Registry has {target} at {manifest.digest} ({manifest.size_bytes} bytes compressed).")
-        if len(refs) > 1:
-            latest = client.manifest(ref.repository, "latest")
-            if latest is None or latest.digest != manifest.digest:
+        if self.config.get("REGISTRY_PUSH_LATEST"):
+            latest = ImageRef(ref.host, ref.repository, "latest")
+            self.logw.line(f"Moving {latest}")
+            podman.tag_image(target, f"{ref.host}/{ref.repository}", "latest")
+            self._push(podman, str(latest), tls_verify)
+            moved = client.manifest(ref.repository, "latest")
+            if moved is None or moved.digest != manifest.digest:
                 raise BuildFailed(f"The registry's {ref.repository}:latest is not the image just pushed.")
         return Outcome(image=target, digest=manifest.digest, size_bytes=manifest.size_bytes)
+
+    def _push(self, podman: Podman, push_ref: str, tls_verify: bool | None) -> None:
+        error = self.follow(podman.push(push_ref, self.registry_auth, tls_verify))
+        if error:
+            raise BuildFailed(f"Pushing {push_ref} failed: {error.strip()}")
 
     # -- shared plumbing ----------------------------------------------------------------
 
