@@ -450,3 +450,57 @@ def test_podman_not_answering_fails_the_job_clearly(fake, app, monkeypatch, tmp_
     job = finished(job_id)
     assert job.status == JobStatus.FAILED
     assert job.error.startswith(f"The Podman service at unix://{tmp_path}/no-podman.sock does not answer")
+
+
+# -- the registry client, against a small registry that wants bearer tokens ----------------
+
+
+@pytest.fixture
+def token_registry():
+    """An HTTP registry whose manifests need a token from its realm (basic auth there)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    basic = "Basic " + base64.b64encode(b"robot:" + PASSWORD.encode()).decode()
+    manifest = json.dumps({"mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {"size": 100},
+                           "layers": [{"size": 1000}, {"size": 234}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            host = self.headers["Host"]
+            if self.path.startswith("/token"):
+                ok = self.headers.get("Authorization") == basic and "scope=repository" in self.path
+                return self._send(200 if ok else 401, json.dumps({"token": "T0K"}).encode() if ok else b"")
+            if self.headers.get("Authorization") != "Bearer T0K":
+                return self._send(401, b"", {"WWW-Authenticate": f'Bearer realm="http://{host}/token",'
+                                             f'service="reg",scope="repository:team/demo:pull"'})
+            if self.path == "/v2/team/demo/manifests/r1-abc":
+                return self._send(200, manifest, {"Docker-Content-Digest": "sha256:" + "b" * 64,
+                                                  "Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+            return self._send(404, b"{}")
+
+        def _send(self, code, body, headers=None):
+            self.send_response(code)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_registry_client_gets_a_bearer_token_and_reads_the_digest(token_registry):
+    from app.builds.registry import RegistryClient, RegistryError
+
+    client = RegistryClient(token_registry, "robot", PASSWORD, tls_verify=False)
+    manifest = client.manifest("team/demo", "r1-abc")
+    assert manifest.digest == "sha256:" + "b" * 64 and manifest.size_bytes == 1334
+    assert client.manifest("team/demo", "r2-missing") is None
+    with pytest.raises(RegistryError, match="token service refused"):
+        RegistryClient(token_registry, "robot", "wrong", tls_verify=False).manifest("team/demo", "r1-abc")
