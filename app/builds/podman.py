@@ -314,18 +314,28 @@ class Podman:
         OCI container (runc names it buildah-buildah<n>; its hostname is the first twelve
         characters of the working container's id) is killed, which fails the build, and
         buildah then removes its container itself (forcerm)."""
-        container = None
-        try:
-            container = self.find_build_container(handle, stream.last_layer or handle.base_image_id)
-        except PodmanFailure as exc:
-            log.warning("could not list build containers: %s", exc)
-        if container:
-            killed = kill_run_steps(self.url, container)
-            log.info("stopping build container %s: killed %d RUN step process(es)", container[:12], killed)
-        if not stream.wait_closed(grace):
-            stream.close()
-            stream.wait_closed(5)
-        if container:
+        # Until the build's stream ends: a step may be starting just now, in a container
+        # made from the image the previous step committed, so look again each second.
+        containers = set()
+        deadline = time.monotonic() + grace
+        while True:
+            try:
+                container = self.find_build_container(handle, stream.last_layer or handle.base_image_id)
+            except PodmanFailure as exc:
+                log.warning("could not list build containers: %s", exc)
+                container = None
+            if container:
+                killed = kill_run_steps(self.url, container)
+                if container not in containers or killed:
+                    log.info("stopping build container %s: killed %d RUN step process(es)", container[:12], killed)
+                containers.add(container)
+            if stream.wait_closed(1):
+                break
+            if time.monotonic() > deadline:
+                stream.close()
+                stream.wait_closed(5)
+                break
+        for container in containers:
             try:
                 self._call("delete", f"/containers/{container}", params={"force": True})
             except PodmanFailure as exc:
