@@ -5,6 +5,7 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
+from app.builds.queue import rq_job_id
 from app.extensions import db
 from app.models import BuildJob, ImageSpec, JobStatus, LogChunk, RegistryCredential, utcnow
 
@@ -137,7 +138,7 @@ def test_create_spec_answers_201_and_enqueues_a_queued_job(api, queued_rq_jobs):
     assert JOB_KEYS <= set(job)
     assert (job["spec"], job["revision"], job["status"]) == ("demo", 1, JobStatus.QUEUED)
     assert job["tag"] == f"r1-{job['hash']}"
-    assert queued_rq_jobs() == [f"build-{job['id']}"]
+    assert queued_rq_jobs() == [rq_job_id(job['id'])]
 
 
 INJECTION_CASES = [
@@ -343,7 +344,7 @@ def test_patch_with_a_change_starts_the_next_revision(api, queued_rq_jobs):
     assert body["job"]["revision"] == 2
     assert body["job"]["hash"] != first["hash"]
     assert body["job"]["status"] == JobStatus.QUEUED
-    assert f"build-{body['job']['id']}" in queued_rq_jobs()
+    assert rq_job_id(body['job']['id']) in queued_rq_jobs()
 
 
 @pytest.mark.parametrize(
@@ -397,7 +398,7 @@ def test_rebuild_queues_the_same_spec_again(api, queued_rq_jobs):
     job = response.get_json()
     assert JOB_KEYS <= set(job)
     assert (job["revision"], job["hash"], job["status"]) == (2, first["hash"], JobStatus.QUEUED)
-    assert queued_rq_jobs()[-1] == f"build-{job['id']}"
+    assert queued_rq_jobs()[-1] == rq_job_id(job['id'])
 
 
 def test_spec_jobs_are_paginated_newest_first(api):
@@ -471,7 +472,7 @@ def test_cancel_a_queued_job_takes_it_off_the_queue(api, queued_rq_jobs):
     assert response.status_code == 202
     assert response.get_json()["status"] == JobStatus.CANCELLED
     assert response.get_json()["finished_at"] is not None
-    assert f"build-{job_id}" not in queued_rq_jobs()
+    assert rq_job_id(job_id) not in queued_rq_jobs()
     assert api.get("/api/v1/specs/demo").get_json()["status"] == JobStatus.CANCELLED
     again = api.post(f"/api/v1/jobs/{job_id}/cancel")
     assert again.status_code == 409 and "already finished" in again.get_json()["error"]

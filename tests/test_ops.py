@@ -9,6 +9,7 @@ import pytest
 from flask import render_template_string
 from rq import Worker
 
+from app.builds.queue import rq_job_id
 from app.builds.control import claim_job
 from app.builds.queue import build_queue
 from app.ops.logging import KeyValueFormatter, configure_logging, job_logger, kv
@@ -163,7 +164,7 @@ def test_rq_dashboard_for_a_signed_in_admin(app, client, auth, private_redis):
     # It reads the build queue's JSON-serialized jobs.
     jobs = client.get(f"/ops/rq/0/data/jobs/{queue}/queued/10/asc/1.json").json["jobs"]
     assert [(entry["id"], entry["description"]) for entry in jobs] == [
-        (f"build-{job.id}", f"app.builds.runner.run_build({job.id})")
+        (rq_job_id(job.id), f"app.builds.runner.run_build({job.id})")
     ]
 
 

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from app.builds.queue import rq_job_id
 from app.builds.logs import append_log_chunk
 from app.extensions import db
 from app.models import BuildJob, ImageSpec, JobStatus, LogChunk
@@ -183,7 +184,7 @@ def test_add_saves_starts_a_queued_job_and_names_its_revision(client, auth, queu
     assert response.status_code == 302 and response.headers["Location"] == "/"
     job = db.session.scalar(select(BuildJob))
     assert job.status == JobStatus.QUEUED and job.revision == 1
-    assert queued_rq_jobs() == [f"build-{job.id}"]
+    assert queued_rq_jobs() == [rq_job_id(job.id)]
     body = html(client.get("/"))
     assert "Saved demo." in body and f'href="/jobs/{job.id}">r1</a>' in body
     assert "badge-queued" in body
@@ -246,7 +247,7 @@ def test_edit_with_a_change_starts_the_next_job(client, auth, queued_rq_jobs):
     latest = db.session.scalar(select(BuildJob).order_by(BuildJob.revision.desc()))
     assert latest.spec_snapshot["pip"] == ["numpy", "requests"]
     assert f'href="/jobs/{latest.id}">r2</a>' in html(response)
-    assert f"build-{latest.id}" in queued_rq_jobs()
+    assert rq_job_id(latest.id) in queued_rq_jobs()
 
 
 def test_edit_with_errors_keeps_input_and_changes_nothing(client, auth):

@@ -12,4 +12,4 @@ def test_spec_saved_starts_a_queued_job(app, queued_rq_jobs):
     assert outcome.ok, outcome.result.errors
     assert outcome.job.status == JobStatus.QUEUED
     assert outcome.job.revision == 1
-    assert queued_rq_jobs() == [f"build-{outcome.job.id}"]
+    assert queued_rq_jobs() == [f"{app.config['RQ_QUEUE']}-build-{outcome.job.id}"]

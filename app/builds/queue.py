@@ -25,7 +25,10 @@ def build_queue(connection=None) -> Queue:
 
 
 def rq_job_id(job_id: int) -> str:
-    return f"build-{job_id}"
+    """RQ's job id for a build job. Prefixed with the queue name: RQ job keys are
+    global in a Redis database, and two installs (or test runs) sharing one Redis
+    each count their job ids from 1."""
+    return f"{current_app.config['RQ_QUEUE']}-build-{job_id}"
 
 
 def enqueue_options(job_id: int) -> dict:

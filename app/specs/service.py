@@ -51,15 +51,20 @@ def check_spec(data: dict, *, existing: ImageSpec | None = None) -> ValidationRe
         allowed_channels=current_app.config.get("CONDA_ALLOWED_CHANNELS", ()),
         check_name=existing is None,
     )
-    name = (data.get("name") or "").strip()
+    name = _text(data.get("name"))
     if existing is None and name and db.session.scalar(select(ImageSpec.id).where(ImageSpec.name == name)):
         result.errors.append(FieldError("name", f"A spec named {name!r} already exists."))
-    secret = (data.get("pull_secret") or "").strip() or None
+    secret = _text(data.get("pull_secret")) or None
     if secret and not _credential(secret):
         result.errors.append(FieldError("pull_secret", f"No registry credential named {secret!r}."))
     if result.errors:
         result.spec = None
     return result
+
+
+def _text(value) -> str:
+    """A stripped string field; other types were already reported by validate_spec."""
+    return value.strip() if isinstance(value, str) else ""
 
 
 def preview_containerfile(data: dict) -> tuple[str | None, ValidationResult]:
