@@ -105,6 +105,12 @@ class Config:
     JOB_RETENTION_COUNT = int(os.environ.get("JOB_RETENTION_COUNT", "50"))
     FAILED_LOG_RETENTION_DAYS = int(os.environ.get("FAILED_LOG_RETENTION_DAYS", "14"))
     READINESS_TIMEOUT = float(os.environ.get("READINESS_TIMEOUT", "2"))
+    # Build images in the build host's Podman storage (app/builds/maintenance.py): per
+    # spec the images of its newest IMAGE_KEEP_RECENT jobs stay, older ones are removed
+    # every IMAGE_PRUNE_INTERVAL seconds, untagged layers once IMAGE_DANGLING_KEEP_HOURS old.
+    IMAGE_KEEP_RECENT = int(os.environ.get("IMAGE_KEEP_RECENT", "3"))
+    IMAGE_PRUNE_INTERVAL = int(os.environ.get("IMAGE_PRUNE_INTERVAL", "3600"))
+    IMAGE_DANGLING_KEEP_HOURS = float(os.environ.get("IMAGE_DANGLING_KEEP_HOURS", "24"))
 
 
 def resolve_secret_key():

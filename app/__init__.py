@@ -36,6 +36,7 @@ def create_app(test_config=None):
     from .credentials import bp as credentials_bp
     from .specs import bp as specs_bp
     from .builds import bp as builds_bp
+    from .builds.maintenance import register_cli as register_maintenance_cli
     from .ui import register_ui
     from .ops import register_ops
     from .ops.logging import configure_logging
@@ -46,6 +47,7 @@ def create_app(test_config=None):
     app.register_blueprint(credentials_bp, url_prefix="/credentials")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     register_cli(app)
+    register_maintenance_cli(app)
     register_ui(app)
     register_ops(app)
 

@@ -35,6 +35,8 @@ def make_app(tmp_path, **overrides):
         "CREDENTIALS_KEY": Fernet.generate_key().decode(),
         "WTF_CSRF_ENABLED": False,
         "RQ_QUEUE": f"test-{uuid.uuid4().hex[:12]}",
+        # Unit tests never reach the build host's Podman (deleting a spec asks it to remove images).
+        "PODMAN_URL": f"unix://{tmp_path}/no-podman.sock",
     }
     settings.update(overrides)
     return create_app(settings)

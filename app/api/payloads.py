@@ -73,6 +73,18 @@ def query_int(name: str, default: int, *, minimum: int, maximum: int | None = No
     return min(value, maximum) if maximum is not None else value
 
 
+def query_bool(name: str, default: bool) -> bool:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise InvalidInput([FieldError(name, "Must be true or false.")])
+
+
 def sorted_errors(errors: list[FieldError], fields) -> list[FieldError]:
     order = {name: index for index, name in enumerate(fields)}
     return sorted(errors, key=lambda e: (order.get(e.field, len(order)), e.line or 0))

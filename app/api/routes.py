@@ -18,6 +18,7 @@ from ..credentials.service import (
 from ..extensions import db
 from ..models import BuildJob, ImageSpec, JobStatus, LogChunk, RegistryCredential
 from ..specs.service import (
+    SpecNotDeleted,
     check_spec,
     create_spec,
     delete_spec,
@@ -34,6 +35,7 @@ from .payloads import (
     SPEC_FIELDS,
     credential_fields,
     json_object,
+    query_bool,
     query_int,
     sorted_errors,
     spec_fields,
@@ -92,7 +94,14 @@ def update_spec_endpoint(name):
 
 @bp.delete("/specs/<name>")
 def delete_spec_endpoint(name):
-    delete_spec(_spec_or_404(name))
+    """Cancels the spec's builds first; `?delete_images=true` also deletes its pushed
+    images from the registry. 409 when it was not deleted (a build still stopping, or
+    the registry refusing), with nothing deleted."""
+    spec = _spec_or_404(name)
+    try:
+        delete_spec(spec, delete_pushed_images=query_bool("delete_images", False))
+    except SpecNotDeleted as exc:
+        return jsonify(error=str(exc), registry_errors=exc.errors), 409
     return "", 204
 
 

@@ -81,14 +81,18 @@ class RegistryClient:
         return self._base
 
     def _get(self, path: str, headers: dict | None = None) -> requests.Response:
+        return self._request("GET", path, headers)
+
+    def _request(self, method: str, path: str, headers: dict | None = None) -> requests.Response:
         try:
             url = self._base_url() + path
-            response = self._session.get(url, headers=headers, auth=self._auth, timeout=self._timeout,
-                                         verify=self._tls_verify)
+            response = self._session.request(method, url, headers=headers, auth=self._auth, timeout=self._timeout,
+                                             verify=self._tls_verify)
             if response.status_code == 401 and "bearer" in response.headers.get("WWW-Authenticate", "").lower():
                 token = self._bearer_token(response.headers["WWW-Authenticate"])
-                response = self._session.get(url, headers={**(headers or {}), "Authorization": f"Bearer {token}"},
-                                             timeout=self._timeout, verify=self._tls_verify)
+                response = self._session.request(method, url,
+                                                 headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                                                 timeout=self._timeout, verify=self._tls_verify)
         except requests.RequestException as exc:
             raise RegistryError(f"could not reach registry {self.host}: {type(exc).__name__}") from None
         if response.status_code in (401, 403):
@@ -129,3 +133,18 @@ class RegistryClient:
         if response.status_code != 200:
             raise RegistryError(f"registry {self.host} answered HTTP {response.status_code} listing {repository}")
         return response.json().get("tags") or []
+
+    def delete_tag(self, repository: str, tag: str) -> bool:
+        """Delete the manifest `repository:tag` points at; every tag on that digest goes
+        with it. False when the registry had no such tag (already gone is fine)."""
+        manifest = self.manifest(repository, tag)
+        if manifest is None:
+            return False
+        response = self._request("DELETE", f"/v2/{repository}/manifests/{manifest.digest}")
+        if response.status_code == 404:
+            return False
+        if response.status_code == 405:
+            raise RegistryError(f"registry {self.host} does not allow deleting images (its storage.delete is off)")
+        if response.status_code not in (200, 202):
+            raise RegistryError(f"registry {self.host} answered HTTP {response.status_code} deleting {repository}:{tag}")
+        return True

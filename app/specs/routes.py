@@ -11,6 +11,7 @@ from ..extensions import db
 from ..models import BuildJob, ImageSpec, RegistryCredential
 from . import bp
 from .service import (
+    SpecNotDeleted,
     check_spec,
     create_spec,
     delete_spec,
@@ -171,6 +172,23 @@ def rebuild(name):
 @bp.route("/specs/<name>/delete", methods=["POST"])
 def delete(name):
     spec = _spec_or_404(name)
-    delete_spec(spec)
-    flash(f"Deleted {name} with its build jobs and logs.", "success")
+    delete_images = bool(request.form.get("delete_pushed_images"))
+    try:
+        outcome = delete_spec(spec, delete_pushed_images=delete_images)
+    except SpecNotDeleted as exc:
+        flash(Markup("{}{}").format(exc, _error_list(exc.errors)), "error")
+        return redirect(url_for("specs.index"))
+    if delete_images:
+        pushed = f" Its pushed images were deleted from the registry ({len(outcome.pushed_tags_deleted)} tag(s))."
+    else:
+        pushed = " Its pushed images stay in the registry."
+    flash(f"Deleted {name} with its build jobs and logs.{pushed}", "success")
+    for warning in outcome.warnings:
+        flash(warning, "warning")
     return redirect(url_for("specs.index"))
+
+
+def _error_list(errors: list[str]) -> Markup:
+    if not errors:
+        return Markup("")
+    return Markup("<ul>{}</ul>").format(Markup("").join(Markup("<li>{}</li>").format(e) for e in errors))

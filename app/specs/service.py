@@ -5,17 +5,28 @@ Routes (pages and API) stay thin and call these; validation is the pure module
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import func, select
 
-from ..builds.control import supersede_queued
+from ..builds import maintenance
+from ..builds.control import cancel_job, supersede_queued
 from ..builds.queue import enqueue_build
 from ..extensions import db
 from ..models import BuildJob, ImageSpec, JobStatus, RegistryCredential, utcnow
+from ..ops.logging import kv
 from .containerfile import input_hash, render_containerfile
 from .validation import PACKAGE_FIELDS, FieldError, SpecInput, ValidationResult, validate_spec
+
+log = logging.getLogger(__name__)
+
+# How long deleting a spec waits for its running build to stop (the runner notices a
+# cancel within one heartbeat and then stops the build in Podman).
+DELETE_WAIT_SECONDS = 20
+DELETE_POLL_SECONDS = 0.25
 
 
 @dataclass
@@ -112,9 +123,97 @@ def rebuild_spec(spec: ImageSpec) -> BuildJob:
     return job
 
 
-def delete_spec(spec: ImageSpec) -> None:
+class SpecNotDeleted(Exception):
+    """The spec could not be deleted now; it is left as it was (its builds cancelled).
+    The message is for the admin; `errors` lists each registry failure."""
+
+    def __init__(self, message: str, errors: list[str] | None = None):
+        super().__init__(message)
+        self.errors = errors or []
+
+
+@dataclass
+class DeleteOutcome:
+    job_ids: list[int]
+    pushed_tags_deleted: list[str]
+    local_images_removed: list[str]
+    warnings: list[str]
+
+
+def delete_spec(spec: ImageSpec, *, delete_pushed_images: bool = False) -> DeleteOutcome:
+    """Delete a spec with its jobs and logs, its RQ entries and its local images, and,
+    when asked, its pushed images in the registry.
+
+    Its active builds are cancelled first, and the rows deleted only once the runner has
+    ended them (up to DELETE_WAIT_SECONDS): a runner whose row vanished would carry on,
+    push, and leave its image and RQ entry behind after our cleanup. The registry goes
+    before the rows, so a registry failure leaves a spec the admin can delete again.
+    Local images and RQ entries go after; what fails there is a warning, left to the
+    scheduled prune (images of specs that no longer exist) and to RQ's expiry.
+    Raises SpecNotDeleted, with nothing deleted."""
+    name = spec.name
+    stopping = _cancel_active_jobs(spec)
+    still_running = _wait_for_runners(spec.id, stopping)
+    if still_running:
+        revisions = ", ".join(f"r{revision}" for revision in still_running)
+        raise SpecNotDeleted(
+            f"The build {revisions} of {name} is being cancelled but has not stopped yet; "
+            "nothing was deleted. Try again in a few seconds (a build whose worker was lost "
+            "ends within HEARTBEAT_TIMEOUT)."
+        )
+    outcome = DeleteOutcome(job_ids=[], pushed_tags_deleted=[], local_images_removed=[], warnings=[])
+    if delete_pushed_images:
+        outcome.pushed_tags_deleted, errors = maintenance.delete_pushed_images(name)
+        if errors:
+            raise SpecNotDeleted(
+                f"Some pushed images of {name} could not be deleted from the registry, so the spec was kept "
+                f"(tags deleted: {', '.join(outcome.pushed_tags_deleted) or 'none'}).",
+                errors,
+            )
+    outcome.job_ids = list(db.session.scalars(select(BuildJob.id).where(BuildJob.spec_id == spec.id)))
     db.session.delete(spec)
     db.session.commit()
+    log.info("event=spec_deleted spec=%s jobs=%s pushed_tags_deleted=%s", name, kv(outcome.job_ids),
+             kv(outcome.pushed_tags_deleted))
+    maintenance.forget_rq_jobs(outcome.job_ids)
+    try:
+        outcome.local_images_removed = maintenance.remove_local_images(name)
+    except Exception as exc:  # Podman down or refusing: the scheduled prune removes them later
+        log.warning("event=local_images_not_removed spec=%s error=%s", name, kv(f"{type(exc).__name__}: {exc}"))
+        outcome.warnings.append(
+            f"Its images in the build host's storage could not be removed now ({type(exc).__name__}); "
+            "the scheduled image prune removes them."
+        )
+    return outcome
+
+
+def _cancel_active_jobs(spec: ImageSpec) -> list[int]:
+    """Cancel the spec's queued and running jobs (a running one is asked to stop); their ids."""
+    active = db.session.scalars(
+        select(BuildJob).where(BuildJob.spec_id == spec.id, BuildJob.status.in_(JobStatus.ACTIVE))
+    ).all()
+    for job in active:
+        cancel_job(job, f"spec {spec.name} deleted")
+    return [job.id for job in active]
+
+
+def _wait_for_runners(spec_id: int, job_ids: list[int]) -> list[int]:
+    """Wait until no job of the spec runs and RQ has finished the ones that did; the
+    revisions still running when DELETE_WAIT_SECONDS are up (empty: all ended)."""
+    deadline = time.monotonic() + DELETE_WAIT_SECONDS
+    while True:
+        db.session.commit()  # a fresh snapshot for each look
+        running = db.session.scalars(
+            select(BuildJob.revision).where(BuildJob.spec_id == spec_id, BuildJob.status == JobStatus.RUNNING)
+        ).all()
+        rq_busy = not running and any(maintenance.rq_job_running(job_id) for job_id in set(job_ids))
+        if not running and not rq_busy:
+            return []
+        if time.monotonic() >= deadline:
+            # A row that ended while RQ still counts its job as started (a worker killed
+            # after the row's final write) need not hold up the delete.
+            return running
+        time.sleep(DELETE_POLL_SECONDS)
 
 
 def _credential(name: str) -> RegistryCredential | None:
