@@ -6,6 +6,7 @@ serve the first render and the htmx requests (row polling, live validation).
 from flask import abort, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import func, select
+from sqlalchemy.orm import defer
 
 from ..extensions import db
 from ..models import BuildJob, ImageSpec, RegistryCredential
@@ -23,6 +24,8 @@ from .service import (
 from .validation import PACKAGE_FIELDS, FieldError
 
 JOBS_PER_PAGE = 25
+# A page of the catalogue renders in a few milliseconds; all of a thousand specs would not.
+SPECS_PER_PAGE = 50
 FORM_FIELDS = ("name", "base_image") + PACKAGE_FIELDS
 
 
@@ -96,7 +99,8 @@ def _job_started_message(prefix: str, job: BuildJob) -> Markup:
 
 @bp.route("/")
 def index():
-    return render_template("specs/index.html", rows=spec_rows())
+    specs = db.paginate(select(ImageSpec).order_by(ImageSpec.name), per_page=SPECS_PER_PAGE, error_out=False)
+    return render_template("specs/index.html", rows=spec_rows(specs.items), specs=specs)
 
 
 @bp.route("/specs/<name>/row")
@@ -137,15 +141,18 @@ def validate():
 def edit(name):
     spec = _spec_or_404(name)
     tab = "jobs" if request.args.get("tab") == "jobs" else "info"
-    job_count = db.session.scalar(select(func.count(BuildJob.id)).where(BuildJob.spec_id == spec.id))
-    context = {"spec": spec, "tab": tab, "job_count": job_count}
     if request.method == "GET" and tab == "jobs":
         jobs = db.paginate(
-            select(BuildJob).where(BuildJob.spec_id == spec.id).order_by(BuildJob.revision.desc()),
+            select(BuildJob)
+            .options(defer(BuildJob.spec_snapshot))
+            .where(BuildJob.spec_id == spec.id)
+            .order_by(BuildJob.revision.desc()),
             per_page=JOBS_PER_PAGE,
             error_out=False,
         )
-        return render_template("specs/edit.html", jobs=jobs, **context)
+        return render_template("specs/edit.html", jobs=jobs, spec=spec, tab=tab, job_count=jobs.total)
+    job_count = db.session.scalar(select(func.count(BuildJob.id)).where(BuildJob.spec_id == spec.id))
+    context = {"spec": spec, "tab": tab, "job_count": job_count}
     if request.method == "GET":
         return _render_form("specs/edit.html", _values_of(spec), [], **context)
 

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import defer
 
 from ..builds import maintenance
 from ..builds.control import cancel_job, supersede_queued
@@ -252,9 +253,13 @@ def _new_job(spec: ImageSpec, values: SpecInput) -> BuildJob:
     return job
 
 
-def spec_rows(specs_query=None):
-    """Each spec with its latest job and latest succeeded job, in three queries in all."""
-    specs = db.session.scalars(specs_query if specs_query is not None else select(ImageSpec).order_by(ImageSpec.name)).all()
+def spec_rows(specs=None):
+    """Each spec with its latest job and latest succeeded job, in three queries in all.
+
+    ``specs``: a select of ImageSpec, or specs already loaded (a page); all by name if None.
+    """
+    if specs is None or isinstance(specs, Select):
+        specs = db.session.scalars(specs if specs is not None else select(ImageSpec).order_by(ImageSpec.name)).all()
     ids = [s.id for s in specs]
     if not ids:
         return []
@@ -264,6 +269,7 @@ def spec_rows(specs_query=None):
 
 
 def _latest_jobs(spec_ids, status=None) -> dict[int, BuildJob]:
+    """The newest job (of ``status``) of each spec, without the snapshot lists show no part of."""
     newest = select(BuildJob.spec_id, func.max(BuildJob.revision).label("revision")).where(
         BuildJob.spec_id.in_(spec_ids)
     )
@@ -271,8 +277,8 @@ def _latest_jobs(spec_ids, status=None) -> dict[int, BuildJob]:
         newest = newest.where(BuildJob.status == status)
     newest = newest.group_by(BuildJob.spec_id).subquery()
     jobs = db.session.scalars(
-        select(BuildJob).join(
-            newest, (BuildJob.spec_id == newest.c.spec_id) & (BuildJob.revision == newest.c.revision)
-        )
+        select(BuildJob)
+        .options(defer(BuildJob.spec_snapshot))
+        .join(newest, (BuildJob.spec_id == newest.c.spec_id) & (BuildJob.revision == newest.c.revision))
     )
     return {job.spec_id: job for job in jobs}
