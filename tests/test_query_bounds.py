@@ -92,3 +92,16 @@ def test_queries_do_not_grow_with_specs_and_jobs(client, auth, api, page):
     add_catalogue(3, 27)
     assert db.session.scalar(select(db.func.count(BuildJob.id))) == sum(n + 1 for n in range(30))
     assert measure() == few
+
+
+def test_spec_list_shows_fifty_specs_a_page(client, auth):
+    for n in range(53):
+        db.session.add(ImageSpec(name=f"spec{n:03d}", base_image="debian:bookworm", apt=[], pip=[], conda=[]))
+    db.session.commit()
+
+    first = client.get("/").get_data(as_text=True)
+    assert first.count('id="spec-row-') == 50
+    assert "Page 1 of 2 · 53 specs" in first and 'href="/?page=2"' in first
+    second = client.get("/?page=2").get_data(as_text=True)
+    assert [f"spec{n:03d}" in second for n in (49, 50, 51, 52)] == [False, True, True, True]
+    assert 'href="/?page=1"' in second and "Next" not in second
