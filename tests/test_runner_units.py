@@ -361,8 +361,12 @@ def test_a_credential_for_another_registry_is_not_sent(fake):
     assert not [c for c in fake.calls if c[0] == "pull"]
 
 
-def test_a_failed_build_keeps_the_package_managers_error(fake):
-    fake.build_events = [{"stream": "E: Unable to locate package nope\n"},
+@pytest.mark.parametrize("chunks", [
+    ["E: Unable to locate package nope\n"],
+    ["Building dependency tree...\nE", ": Unable to locate ", "package nope\n"],  # apt's separate writes
+])
+def test_a_failed_build_keeps_the_package_managers_error(fake, chunks):
+    fake.build_events = [*({"stream": chunk} for chunk in chunks),
                          {"error": "building at STEP \"RUN apt-get\": exit status 100"}]
     job_id = new_job()
     run_build(job_id)

@@ -40,7 +40,7 @@ HEARTBEAT_SECONDS = 5
 POLL_SECONDS = 0.2
 FINAL_WRITE_ATTEMPTS = 5
 SPEC_BUSY_RETRY_SECONDS = 15
-_ERROR_LINE_RE = re.compile(r"^(?:E|ERROR|error|Error|CRITICAL|critical)(?::| ).*$", re.MULTILINE)  # another job of the same spec is running
+_ERROR_LINE_RE = re.compile(r"^(?:E|ERROR|error|Error|CRITICAL|critical)(?::| ).*$", re.MULTILINE)
 DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 
 
@@ -223,6 +223,7 @@ class BuildRun:
         self.heartbeat: Heartbeat | None = None
         self.deadline = None
         self.last_error_line: str | None = None  # a package manager's "E: ..." / "ERROR: ..."
+        self._unfinished_line = ""  # Podman's stream chunks need not end at line ends
 
     # The whole job: claim, build, always a final state.
     def run(self) -> str | None:
@@ -465,6 +466,13 @@ class BuildRun:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise BuildStopped(JobStatus.FAILED, f"The build timed out after {self.timeout} s (BUILD_TIMEOUT).")
 
+    def _note_error_lines(self, text: str) -> None:
+        """Remember the last error line of the output, reading whole lines only (apt
+        writes "E: " and its message in separate writes, which may arrive apart)."""
+        complete, _, self._unfinished_line = (self._unfinished_line + text).rpartition("\n")
+        for line in _ERROR_LINE_RE.findall(complete):
+            self.last_error_line = self.logw.redact(line.strip())[:300]
+
     def follow(self, events, stop=None) -> str | None:
         """Copy a Podman event stream into the log until it ends; its error, if any.
 
@@ -476,14 +484,14 @@ class BuildRun:
                 self.check_stop()
                 event = events.get(POLL_SECONDS)
                 if event is END:
+                    self._note_error_lines("\n")  # a last line without its newline
                     return error
                 if event is None:
                     self.logw.tick()
                     continue
                 if event.get("stream"):
                     self.logw.write(event["stream"])
-                    for line in _ERROR_LINE_RE.findall(event["stream"]):
-                        self.last_error_line = self.logw.redact(line.strip())[:300]
+                    self._note_error_lines(event["stream"])
                 if event.get("error"):
                     error = self.logw.redact(str(event["error"]))
                     self.logw.write(error if error.endswith("\n") else error + "\n")
