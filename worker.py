@@ -6,7 +6,8 @@ The app is created once, before RQ forks a work horse per job, so each job start
 quickly; the job function disposes of inherited database connections. HerokuWorker
 handles SIGTERM the way Procfile hosts send it: the running job gets a few seconds
 to stop its build and write its final state. Beside it run the reconciler (stale
-heartbeats, jobs Redis lost, retention; app/ops/reconcile.py) and RQ's scheduler, which
+heartbeats, jobs Redis lost, builds a killed worker left in Podman, retention;
+app/ops/reconcile.py) and RQ's scheduler, which
 puts back the jobs that waited for another build of the same spec.
 """
 import logging
@@ -16,6 +17,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import HerokuWorker
 
 from app import create_app
+from app.builds.orphans import sweep_orphan_builds
 from app.builds.queue import build_queue, redis_connection
 from app.ops.reconcile import run_periodically
 
@@ -41,6 +43,9 @@ def main():
             "worker %s listening on queue %s (podman %s, registry %s)",
             worker.name, queue.name, app.config["PODMAN_URL"], app.config["REGISTRY"],
         )
+        # A build a killed worker left running on this host's Podman service stops now,
+        # before this worker takes new jobs (then on every reconciler pass).
+        sweep_orphan_builds(app.config["PODMAN_URL"])
         run_periodically(app)
         worker.work(logging_level="INFO", log_format=LOG_FORMAT, with_scheduler=True)
 

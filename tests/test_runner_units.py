@@ -12,7 +12,7 @@ import pytest
 
 from app.builds import runner as runner_module
 from app.builds.logwriter import LogWriter
-from app.builds.podman import END, PodmanFailure, RegistryAuth
+from app.builds.podman import END, BuildHandle, PodmanFailure, RegistryAuth
 from app.builds.registry import Manifest
 from app.builds.runner import run_build
 from app.credentials.service import create_credential
@@ -134,6 +134,7 @@ class FakeStream:
         self.endless = endless
         self.closed = False
         self.last_layer = None
+        self.broken = False
 
     def get(self, timeout):
         if self.events:
@@ -179,7 +180,7 @@ class FakePodman:
         return self.conda_tool
 
     def start_handle(self, base_id):
-        return object()
+        return BuildHandle(base_id, 0.0)
 
     def build(self, context, tag, auth):
         self.calls.append(("build", tag, auth))

@@ -93,6 +93,8 @@ class EventStream:
         # A build commits each step as an image ("--> 84c6c1e3934") and runs the next
         # step in a new working container made from it: the last one names the current.
         self.last_layer: str | None = None
+        # True when the connection broke rather than ended: what Podman still does is unknown.
+        self.broken = False
         self._thread = threading.Thread(target=self._read, name=f"podman-{what}", daemon=True)
         self._thread.start()
 
@@ -110,6 +112,7 @@ class EventStream:
                     self.last_layer = layers[-1]
                 self._queue.put(event)
         except Exception as exc:  # the connection broke: Podman went away, or we closed it
+            self.broken = True
             self._queue.put({"error": f"lost the connection to Podman during {self._what}: {exc}", "broken": True})
         finally:
             self._queue.put(END)
@@ -201,6 +204,10 @@ class Podman:
         response = self._call("delete", f"/images/{_quote(ref)}", params={"force": False})
         if response.status_code not in (200, 404, 409):
             _raise_for(response, f"removing image {ref}")
+
+    def remove_container(self, container: str) -> None:
+        """Remove a container, a build's working container included, whatever its state."""
+        self._call("delete", f"/containers/{container}", params={"force": True})
 
     def find_conda_tool(self, image: str) -> str | None:
         """Path of micromamba, mamba or conda in `image`, found by running a short container
@@ -300,7 +307,7 @@ class Podman:
         for c in self.build_containers():
             if c["Id"] in handle.containers_before or not (c.get("ImageID") or "").startswith(image_id):
                 continue
-            created = _parse_time(c.get("Created"))
+            created = parse_time(c.get("Created"))
             if created is not None and created < handle.started_at - 2:
                 continue
             candidates.append((created or 0, c["Id"]))
@@ -337,7 +344,7 @@ class Podman:
                 break
         for container in containers:
             try:
-                self._call("delete", f"/containers/{container}", params={"force": True})
+                self.remove_container(container)
             except PodmanFailure as exc:
                 log.warning("could not remove build container %s: %s", container[:12], exc)
 
@@ -393,7 +400,7 @@ def _runc_root(podman_url: str) -> str | None:
     return "/run/runc" if uid == 0 else f"/run/user/{uid}/runc"
 
 
-def _parse_time(value) -> float | None:
+def parse_time(value) -> float | None:
     if not value:
         return None
     if isinstance(value, (int, float)):

@@ -31,7 +31,9 @@ from ..specs.validation import SpecInput, registry_host
 from .control import claim_job, requeue_later
 from .logs import append_log_chunk
 from .logwriter import LogWriter
+from .orphans import BuildClaim
 from .podman import END, Podman, PodmanFailure, RegistryAuth, build_context
+from .queue import rq_job_id
 from .registry import ImageRef, RegistryClient, RegistryError
 
 log = logging.getLogger(__name__)
@@ -410,8 +412,16 @@ class BuildRun:
     def build_image(self, podman: Podman, context: bytes, target: str, base: dict, auth: RegistryAuth | None):
         self.announce(3, f"Building {target}", "building")
         handle = podman.start_handle(base.get("Id", ""))
-        events = podman.build(context, target, auth)
-        error = self.follow(events, stop=lambda: podman.stop_build(handle, events))
+        # Held while the build runs: should this process die, the worker sweep finds the
+        # build by its claim and stops it (app/builds/orphans.py).
+        claim = BuildClaim.take(self.config["PODMAN_URL"], rq_job_id(self.job_id), handle, target)
+        events = None
+        try:
+            events = podman.build(context, target, auth)
+            error = self.follow(events, stop=lambda: podman.stop_build(handle, events))
+        finally:
+            # Over in Podman, unless its connection broke: then the sweep looks.
+            claim.release(ended=events is None or not events.broken)
         if error:
             cause = f" Last error in the output: {self.last_error_line}" if self.last_error_line else ""
             raise BuildFailed(f"The build failed: {error.strip()}.{cause}")

@@ -168,8 +168,10 @@ def _fail_never_started(job_id: int, now: datetime, rq_status) -> bool:
 
 
 def run_periodically(app, interval: float | None = None, stop: threading.Event | None = None) -> threading.Thread:
-    """Start a daemon thread that reconciles every `interval` seconds and prunes old
-    jobs every PRUNE_INTERVAL. The worker calls this once at start."""
+    """Start a daemon thread that reconciles every `interval` seconds, stops the builds
+    dead workers left in Podman (app/builds/orphans.py) and prunes old jobs every
+    PRUNE_INTERVAL. The worker calls this once at start."""
+    from ..builds.orphans import sweep_orphan_builds
     from .retention import prune_jobs
 
     stop = stop or threading.Event()
@@ -184,10 +186,11 @@ def run_periodically(app, interval: float | None = None, stop: threading.Event |
                     summary = reconcile(connection=connection)
                     if any(summary.values()):
                         log.info("event=reconciled %s", " ".join(f"{k}={kv(v)}" for k, v in summary.items()))
+                    sweep_orphan_builds(app.config["PODMAN_URL"])  # logs what it stops
                     if time.monotonic() >= next_prune:
                         prune_jobs()
                         next_prune = time.monotonic() + app.config["PRUNE_INTERVAL"]
-                except (SQLAlchemyError, RedisError) as exc:
+                except (SQLAlchemyError, RedisError, OSError) as exc:
                     db.session.rollback()
                     log.warning("event=reconcile_failed error=%s", kv(exc))
                 finally:
