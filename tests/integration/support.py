@@ -85,6 +85,9 @@ class Stack:
     sid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     app: object = None
     worker: subprocess.Popen | None = None
+    # More worker environment (e.g. HEARTBEAT_TIMEOUT), and every worker started (for stop).
+    worker_settings: dict = field(default_factory=dict)
+    extra_workers: list = field(default_factory=list)
 
     def __post_init__(self):
         self.registry = f"{REGISTRY_HOST}/it-{self.sid}"
@@ -145,30 +148,45 @@ class Stack:
         )
         if self.settings["BUILD_CA_BUNDLE"]:
             env["BUILD_CA_BUNDLE"] = self.settings["BUILD_CA_BUNDLE"]
+        env.update({name: str(value) for name, value in self.worker_settings.items()})
         return env
 
     @property
     def worker_log(self) -> Path:
         return self.workdir / "worker.log"
 
-    def start_worker(self):
-        with open(self.worker_log, "ab") as out:
-            self.worker = subprocess.Popen([sys.executable, "worker.py"], cwd=REPO, env=self.worker_env(),
-                                           stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    def start_worker(self, **env):
+        """(Re)start the main worker; `env` overrides its settings (e.g. REGISTRY)."""
+        self.worker = self.spawn_worker(self.worker_log, **env)
+
+    def spawn_worker(self, log_path: Path, **env) -> subprocess.Popen:
+        """One more ``python worker.py`` on this stack's queue, logging to `log_path`.
+        Its name is WORKER_NAME when given. Stopped with the stack."""
+        worker_env = {**self.worker_env(), **{name: str(value) for name, value in env.items()}}
+        start = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "ab") as out:
+            worker = subprocess.Popen([sys.executable, "worker.py"], cwd=REPO, env=worker_env,
+                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.extra_workers.append(worker)
         deadline = time.monotonic() + 30
-        while "listening on queue" not in self.worker_log.read_text(errors="replace"):
-            if self.worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker.py did not start:\n{self.worker_tail()}")
+        while "listening on queue" not in log_path.read_bytes()[start:].decode(errors="replace"):
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker.py did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
             time.sleep(0.2)
+        return worker
+
+    def stop_worker(self, worker: subprocess.Popen | None):
+        if worker and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(10)
 
     def stop(self):
-        if self.worker and self.worker.poll() is None:
-            self.worker.send_signal(signal.SIGTERM)
-            try:
-                self.worker.wait(30)
-            except subprocess.TimeoutExpired:
-                self.worker.kill()
-                self.worker.wait(10)
+        for worker in [self.worker, *self.extra_workers]:
+            self.stop_worker(worker)
         if self.app is not None:
             with self.app.app_context():
                 build_queue().delete(delete_jobs=True)
@@ -302,6 +320,21 @@ def pull_and_run(stack, job, command):
         return podman.run_shell(ref, command)
     finally:
         podman.close()
+
+
+def processes_running(*argv: str) -> list[int]:
+    """Pids of the processes whose command line starts with `argv` (e.g. a RUN step's
+    ``sleep 317``), whoever runs them."""
+    wanted = [arg.encode() for arg in argv]
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if fh.read().split(b"\0")[:len(wanted)] == wanted:
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
 
 
 def drain(events, timeout: float = 600) -> str:
