@@ -395,3 +395,59 @@ def test_prune_images_command(app, runner, podman):
     assert "removed 2 untagged image(s), 2048 bytes" in result.output
     assert "before: images=2 images_active=0 images_unique_bytes=200" in result.output
     assert podman.prunes == [{"dangling": True, "until": "7200s"}]
+
+
+# -- the registry client's delete, against a small registry ---------------------------
+
+
+@pytest.fixture
+def small_registry():
+    """A plain-HTTP registry holding demo:r1 and demo:latest on one digest; DELETE of a
+    manifest by digest answers 202, or 405 while `deletes_enabled` is off."""
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    state = SimpleNamespace(tags={"r1": "sha256:" + "a" * 64, "latest": "sha256:" + "a" * 64},
+                            deletes_enabled=True, deleted=[])
+    manifest = '{"mediaType": "application/vnd.oci.image.manifest.v1+json", "config": {"size": 1}, "layers": []}'
+
+    @Request.application
+    def registry(request):
+        last = request.path.rsplit("/", 1)[-1]
+        if request.method == "DELETE":
+            if not state.deletes_enabled:
+                return Response('{"errors": [{"code": "UNSUPPORTED"}]}', 405)
+            if last not in state.tags.values():
+                return Response("{}", 404)
+            state.tags = {t: d for t, d in state.tags.items() if d != last}
+            state.deleted.append(last)
+            return Response("", 202)
+        if request.path.startswith("/v2/demo/manifests/") and last in state.tags:
+            return Response(manifest, 200, {"Docker-Content-Digest": state.tags[last]})
+        return Response("{}", 200 if request.path == "/v2/" else 404)
+
+    server = make_server("127.0.0.1", 0, registry, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_port}", state
+    server.shutdown()
+
+
+def test_registry_client_deletes_a_tag_by_its_digest(small_registry):
+    from app.builds.registry import RegistryClient
+
+    host, state = small_registry
+    client = RegistryClient(host, "robot", "secret", tls_verify=False)
+
+    assert client.delete_tag("demo", "r1") is True
+    assert state.deleted == ["sha256:" + "a" * 64] and state.tags == {}
+    assert client.delete_tag("demo", "latest") is False  # went with r1: same digest
+
+
+def test_registry_client_says_when_the_registry_does_not_allow_deletes(small_registry):
+    from app.builds.registry import RegistryClient
+
+    host, state = small_registry
+    state.deletes_enabled = False
+    with pytest.raises(RegistryError, match=r"does not allow deleting images \(its storage.delete is off\)"):
+        RegistryClient(host, tls_verify=False).delete_tag("demo", "r1")
+    assert set(state.tags) == {"r1", "latest"}
