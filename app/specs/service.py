@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import aliased, defer
 
 from ..builds import maintenance
 from ..builds.control import cancel_job, supersede_queued
@@ -269,16 +269,19 @@ def spec_rows(specs=None):
 
 
 def _latest_jobs(spec_ids, status=None) -> dict[int, BuildJob]:
-    """The newest job (of ``status``) of each spec, without the snapshot lists show no part of."""
-    newest = select(BuildJob.spec_id, func.max(BuildJob.revision).label("revision")).where(
-        BuildJob.spec_id.in_(spec_ids)
-    )
+    """The newest job (of ``status``) of each spec, without the snapshot lists show no part of.
+
+    Each spec's job is found by walking its (spec_id, revision) index from the top: a grouped
+    max() over all of the specs' jobs made PostgreSQL read the whole jobs table.
+    """
+    candidate = aliased(BuildJob)
+    newest = select(candidate.id).where(candidate.spec_id == ImageSpec.id)
     if status:
-        newest = newest.where(BuildJob.status == status)
-    newest = newest.group_by(BuildJob.spec_id).subquery()
+        newest = newest.where(candidate.status == status)
+    newest = newest.order_by(candidate.revision.desc()).limit(1).correlate(ImageSpec).scalar_subquery()
     jobs = db.session.scalars(
         select(BuildJob)
         .options(defer(BuildJob.spec_snapshot))
-        .join(newest, (BuildJob.spec_id == newest.c.spec_id) & (BuildJob.revision == newest.c.revision))
+        .where(BuildJob.id.in_(select(newest).where(ImageSpec.id.in_(spec_ids))))
     )
     return {job.spec_id: job for job in jobs}
