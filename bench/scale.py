@@ -45,6 +45,7 @@ from app.models import BuildJob, ImageSpec, JobStatus, LogChunk, RegistryCredent
 
 ADMIN, PASSWORD = "admin", "bench-password-0"
 LIST_TARGET_MS, POLL_P95_TARGET_MS = 50, 100
+POLL_PROCESSES = 5
 OFFSET_RE = re.compile(r"offset=(\d+)")
 STATE_RE = re.compile(r"state=([0-9a-f]+)")
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -181,22 +182,24 @@ def populate(specs: int, jobs: int, running: int, busy_jobs: int, seed: int = 7)
 # -- server time and queries ----------------------------------------------------------------
 
 @contextmanager
-def counted_queries():
+def counted_queries(engine):
     statements = []
 
     def count(*args):
         statements.append(args[2])
 
-    event.listen(db.engine, "before_cursor_execute", count)
+    event.listen(engine, "before_cursor_execute", count)
     try:
         yield statements
     finally:
-        event.remove(db.engine, "before_cursor_execute", count)
+        event.remove(engine, "before_cursor_execute", count)
 
 
-def measure(client, url: str, iterations: int, **kwargs) -> dict:
+def measure(client, engine, url: str, iterations: int, **kwargs) -> dict:
+    """No app context is active here: each request gets its own, with a fresh session and
+    ``g`` (the signed-in user is loaded again), as in a server."""
     client.get(url, **kwargs)  # warm caches and templates
-    with counted_queries() as statements:
+    with counted_queries(engine) as statements:
         response = client.get(url, **kwargs)
     if response.status_code != 200:
         raise RuntimeError(f"{url}: {response.status_code}")
@@ -215,6 +218,7 @@ def page_figures(app, facts: dict, iterations: int) -> list[tuple]:
     client.post("/login", data={"username": ADMIN, "password": PASSWORD})
     with app.app_context():
         token = issue_token(db.session.scalar(select(User).where(User.username == ADMIN)))
+        engine = db.engine
     busy = facts["busy_spec"]
     cases = [
         ("spec list /", "/", {}, LIST_TARGET_MS),
@@ -225,8 +229,7 @@ def page_figures(app, facts: dict, iterations: int) -> list[tuple]:
         ("API GET /api/v1/specs", "/api/v1/specs", {"headers": {"Authorization": f"Bearer {token}"}}, None),
         ("job log poll (running, offset 0)", f"/jobs/{facts['running'][0]}/log?offset=0", {}, None),
     ]
-    with app.app_context():
-        return [(label, measure(client, url, iterations, **kw), target) for label, url, kw, target in cases]
+    return [(label, measure(client, engine, url, iterations, **kw), target) for label, url, kw, target in cases]
 
 
 # -- log polling against gunicorn -------------------------------------------------------------
@@ -301,6 +304,7 @@ class Poller(threading.Thread):
     def run(self):
         session = self.session
         offset, state = 0, ""
+        self.stop.wait(random.uniform(0, self.interval))  # pages are opened at different moments
         while not self.stop.is_set():
             start = time.perf_counter()
             try:
@@ -345,6 +349,24 @@ def write_logs(env: dict, running: list[int], seconds: float, every: float, go, 
     results.put({"chunks": sum(w.chunks for w in writers), "errors": [e for w in writers for e in w.errors]})
 
 
+def poll_from_process(base_url: str, cookies: dict, job_ids: list[int], every: float, seconds: float, go,
+                      results) -> None:
+    """Some of the clients, in a process of their own: 50 browsers share no GIL either."""
+    stop = threading.Event()
+    pollers = [Poller(base_url, cookies, job_id, every, stop) for job_id in job_ids]
+    warm_up(pollers)
+    results.put("ready")
+    go.wait()
+    for poller in pollers:
+        poller.start()
+    time.sleep(seconds)
+    stop.set()
+    for poller in pollers:
+        poller.join(timeout=35)
+    results.put({key: [item for p in pollers for item in getattr(p, key)]
+                 for key in ("latencies", "server_errors", "failures")})
+
+
 def warm_up(pollers, rounds: int = 5) -> None:
     """Every gunicorn worker has compiled its templates and opened its connections, as a
     server that has been up for a while has."""
@@ -373,42 +395,40 @@ def poll_figures(env: dict, running: list[int], clients: int, seconds: float, wr
     port = free_port()
     server = start_gunicorn(env, port, workers, threads)
     base_url = f"http://127.0.0.1:{port}"
-    stop = threading.Event()
     spawn = multiprocessing.get_context("spawn")
-    written = spawn.Queue()
+    go, written, polled = spawn.Event(), spawn.Queue(), spawn.Queue()
     try:
         # Signed in once, before the clock starts: hashing 50 passwords at once is not polling.
-        cookies = signed_in_session(base_url).cookies
-        go = spawn.Event()
-        writer = spawn.Process(target=write_logs, args=(env, running, seconds, write_every, go, written))
-        writer.start()
-        pollers = [Poller(base_url, cookies, running[i % len(running)], poll_every, stop) for i in range(clients)]
-        warm_up(pollers)
-        if written.get(timeout=120) != "ready":
-            raise RuntimeError("the log writers did not start")
+        cookies = signed_in_session(base_url).cookies.get_dict()
+        processes = [spawn.Process(target=write_logs, args=(env, running, seconds, write_every, go, written))]
+        jobs = [running[i % len(running)] for i in range(clients)]
+        for part in range(POLL_PROCESSES):
+            processes.append(spawn.Process(target=poll_from_process, args=(
+                base_url, cookies, jobs[part::POLL_PROCESSES], poll_every, seconds, go, polled)))
+        for process in processes:
+            process.start()
+        ready = [written.get(timeout=120)] + [polled.get(timeout=120) for _ in range(POLL_PROCESSES)]
+        if ready != ["ready"] * len(ready):
+            raise RuntimeError(f"the writers and pollers did not start: {ready}")
         log_path = Path(env["INSTANCE_PATH"]) / "gunicorn.log"
         log_path.write_text("")  # gunicorn appends: only the timed requests are counted
         go.set()
-        for poller in pollers:
-            poller.start()
-        time.sleep(seconds)
-        stop.set()
-        for poller in pollers:
-            poller.join(timeout=35)
-        writes = written.get(timeout=60)
-        writer.join()
+        writes = written.get(timeout=seconds + 60)
+        polls = [polled.get(timeout=seconds + 60) for _ in range(POLL_PROCESSES)]
+        for process in processes:
+            process.join()
     finally:
         server.terminate()
         server.wait(timeout=30)
-    latencies = [ms for p in pollers for ms in p.latencies]
+    latencies = [ms for p in polls for ms in p["latencies"]]
     on_server = server_durations(log_path, "/log ")
     return {
         "requests": len(latencies), "rps": len(latencies) / seconds,
         "p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "p99": percentile(latencies, 99),
         "server_p50": percentile(on_server, 50), "server_p95": percentile(on_server, 95),
         "server_p99": percentile(on_server, 99),
-        "server_errors": [e for p in pollers for e in p.server_errors],
-        "failures": [e for p in pollers for e in p.failures],
+        "server_errors": [e for p in polls for e in p["server_errors"]],
+        "failures": [e for p in polls for e in p["failures"]],
         "writer_errors": writes["errors"],
         "chunks_written": writes["chunks"],
     }
