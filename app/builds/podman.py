@@ -36,6 +36,7 @@ CONTAINERFILE_NAME = "Containerfile"
 CONDA_CHECK = "command -v micromamba || command -v mamba || command -v conda"
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+LIST_ATTEMPTS = 5
 
 END = object()  # what EventStream.get returns once the stream is over
 _LAYER_RE = re.compile(r"^--> ([0-9a-f]{11,64})$", re.MULTILINE)
@@ -288,7 +289,13 @@ class Podman:
 
     def build_containers(self) -> list[dict]:
         """Buildah's working containers (Podman calls them external, state "storage")."""
-        response = self._call("get", "/containers/json", params={"all": True, "external": True})
+        for attempt in range(1, LIST_ATTEMPTS + 1):
+            response = self._call("get", "/containers/json", params={"all": True, "external": True})
+            # Podman 4.3 fails the whole list when another build removes a container while
+            # it is listing ("container not known"): with builds side by side, ask again.
+            if response.status_code < 400 or "not known" not in response.text or attempt == LIST_ATTEMPTS:
+                break
+            time.sleep(0.1 * attempt)
         _raise_for(response, "listing build containers")
         return [c for c in response.json() if c.get("State") == "storage"]
 
