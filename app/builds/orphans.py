@@ -2,8 +2,7 @@
 
 Podman 4.3 carries a build on when its client goes away, so a dead worker's build would
 keep its RUN step and working container until it ends by itself. Each build is therefore
-announced by a claim: a small file beside the other claims for the same Podman service,
-held with an exclusive lock (flock) by the process that follows the build. The kernel
+announced by a claim: a small file named after its Podman service and its job, held with an exclusive lock (flock) by the process that follows the build. The kernel
 drops the lock when that process dies, however it dies.
 
 The runner removes its claim when the build is known to be over in Podman. A claim left
@@ -31,8 +30,13 @@ log = logging.getLogger(__name__)
 CLAIMS_ROOT = os.path.join(tempfile.gettempdir(), "imagebuilder-builds")
 
 
-def claims_dir(podman_url: str) -> str:
-    return os.path.join(CLAIMS_ROOT, hashlib.sha256(podman_url.encode()).hexdigest()[:16])
+def claim_prefix(podman_url: str) -> str:
+    """Claims of builds on one Podman service are named <prefix>.<RQ job id>.json."""
+    return hashlib.sha256(podman_url.encode()).hexdigest()[:16] + "."
+
+
+def claim_path(podman_url: str, job: str) -> str:
+    return os.path.join(CLAIMS_ROOT, f"{claim_prefix(podman_url)}{job}.json")
 
 
 @dataclass
@@ -59,9 +63,8 @@ class BuildClaim:
 
     @classmethod
     def take(cls, podman_url: str, job: str, handle: BuildHandle, target: str) -> "BuildClaim":
-        folder = claims_dir(podman_url)
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        path = os.path.join(folder, f"{job}.json")
+        os.makedirs(CLAIMS_ROOT, mode=0o700, exist_ok=True)
+        path = claim_path(podman_url, job)
         # Locked and written under a name the sweep ignores, then renamed into place: a
         # sweep never sees a claim without its lock or its record.
         partial = f"{path}.{os.getpid()}.new"
@@ -91,15 +94,16 @@ def _unlink_if_same(path: str, fd: int) -> None:
         pass
 
 
-def _read_claims(folder: str) -> tuple[list[ClaimRecord], list[tuple[ClaimRecord, str, int]]]:
+def _read_claims(podman_url: str) -> tuple[list[ClaimRecord], list[tuple[ClaimRecord, str, int]]]:
     """(live claims, dead claims with their path and the lock fd we now hold)."""
     live, dead = [], []
+    prefix = claim_prefix(podman_url)
     try:
-        names = sorted(os.listdir(folder))
+        names = sorted(name for name in os.listdir(CLAIMS_ROOT) if name.startswith(prefix))
     except FileNotFoundError:
         return [], []
     for name in names:
-        path = os.path.join(folder, name)
+        path = os.path.join(CLAIMS_ROOT, name)
         try:
             fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
@@ -136,7 +140,7 @@ def sweep_orphan_builds(podman_url: str) -> list[str]:
     Returns the build containers it removed. A container a live build could own is
     never touched; a dead claim is dropped once a sweep finds nothing of it left.
     """
-    live, dead = _read_claims(claims_dir(podman_url))
+    live, dead = _read_claims(podman_url)
     if not dead:
         return []
     removed = []
