@@ -33,15 +33,13 @@ from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, event, func, insert, select, text
 from sqlalchemy.engine import make_url
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from app import create_app  # noqa: E402
-from app.auth.service import create_or_update_user, issue_token  # noqa: E402
-from app.builds.logs import append_log_chunk  # noqa: E402
-from app.crypto import encrypt_secret  # noqa: E402
-from app.extensions import db  # noqa: E402
-from app.models import BuildJob, ImageSpec, JobStatus, LogChunk, RegistryCredential, User, utcnow  # noqa: E402
+from _stack import REPO, percentile
+from app import create_app
+from app.auth.service import create_or_update_user, issue_token
+from app.builds.logs import append_log_chunk
+from app.crypto import encrypt_secret
+from app.extensions import db
+from app.models import BuildJob, ImageSpec, JobStatus, LogChunk, RegistryCredential, User, utcnow
 
 ADMIN, PASSWORD = "admin", "bench-password-0"
 LIST_TARGET_MS, POLL_P95_TARGET_MS = 50, 100
@@ -49,11 +47,6 @@ POLL_PROCESSES = 5
 OFFSET_RE = re.compile(r"offset=(\d+)")
 STATE_RE = re.compile(r"state=([0-9a-f]+)")
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def percentile(values, pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))]
 
 
 # -- the database ---------------------------------------------------------------------------
@@ -495,8 +488,9 @@ def main():
     for label, m, target in pages:
         print(f"{label:<44} {m['median']:>9.1f} {m['p95']:>8.1f} {m['queries']:>7} {m['bytes'] / 1024:>6.0f}  "
               f"{verdict(m['median'], target)}")
-    print(f"\nLog polling, gunicorn {args.workers}x{args.threads} gthread: {args.clients} clients, "
-          f"{len(facts['running'])} builds each writing a chunk every {args.write_every * 1000:.0f} ms")
+    print(f"\nLog polling, gunicorn {args.workers}x{args.threads} gthread: {args.clients} clients each asking every "
+          f"{args.poll_every * 1000:.0f} ms (at once after new text), {len(facts['running'])} builds each writing a "
+          f"chunk every {args.write_every * 1000:.0f} ms")
     print(f"  requests {poll['requests']}  ({poll['rps']:.0f}/s)   chunks written {poll['chunks_written']}")
     print(f"  latency ms, client side  p50 {poll['p50']:.1f}  p95 {poll['p95']:.1f}  p99 {poll['p99']:.1f}   "
           f"p95 {verdict(poll['p95'], POLL_P95_TARGET_MS)}")
