@@ -2,8 +2,9 @@
 
 Podman 4.3 carries a build on when its client goes away, so a dead worker's build would
 keep its RUN step and working container until it ends by itself. Each build is therefore
-announced by a claim: a small file named after its Podman service and its job, held with an exclusive lock (flock) by the process that follows the build. The kernel
-drops the lock when that process dies, however it dies.
+announced by a claim: a small file named after its Podman service and its job, held with
+an exclusive lock (flock) by the process that follows the build. The kernel drops the
+lock when that process dies, however it dies.
 
 The runner removes its claim when the build is known to be over in Podman. A claim left
 behind unlocked is an orphan: `sweep_orphan_builds` (run at worker start-up and by the
@@ -122,7 +123,7 @@ def _read_claims(podman_url: str) -> tuple[list[ClaimRecord], list[tuple[ClaimRe
             record = ClaimRecord(**json.loads(os.pread(fd, 1 << 20, 0)))
         except (OSError, ValueError, TypeError):
             record = None
-        if not locked:
+        if not locked:  # its build runs (or another sweep is at it right now)
             os.close(fd)
             if record is not None:
                 live.append(record)
