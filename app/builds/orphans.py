@@ -28,7 +28,8 @@ from .podman import BuildHandle, Podman, PodmanFailure, kill_run_steps, parse_ti
 
 log = logging.getLogger(__name__)
 
-CLAIMS_ROOT = os.path.join(tempfile.gettempdir(), "imagebuilder-builds")
+# Workers on one build host must share this folder (no systemd PrivateTmp between them).
+CLAIMS_ROOT = os.environ.get("BUILD_CLAIMS_DIR") or os.path.join(tempfile.gettempdir(), "imagebuilder-builds")
 
 
 def claim_prefix(podman_url: str) -> str:

@@ -182,7 +182,10 @@ class Heartbeat(threading.Thread):
                             .where(BuildJob.id == self._job_id, BuildJob.status == JobStatus.RUNNING)
                             .values(heartbeat_at=utcnow())
                         )
-                        if conn.scalar(select(BuildJob.cancel_requested).where(BuildJob.id == self._job_id)):
+                        # A row that is gone (its spec deleted) counts as a cancel: nothing
+                        # may be pushed for it.
+                        requested = conn.scalar(select(BuildJob.cancel_requested).where(BuildJob.id == self._job_id))
+                        if requested is not False:
                             self.cancelled.set()
                 except Exception:
                     log.warning("job=%s heartbeat failed", self._job_id, exc_info=True)

@@ -171,6 +171,7 @@ def run_periodically(app, interval: float | None = None, stop: threading.Event |
     """Start a daemon thread that reconciles every `interval` seconds, stops the builds
     dead workers left in Podman (app/builds/orphans.py) and prunes old jobs every
     PRUNE_INTERVAL. The worker calls this once at start."""
+    from ..builds.maintenance import run_maintenance
     from ..builds.orphans import sweep_orphan_builds
     from .retention import prune_jobs
 
@@ -190,6 +191,7 @@ def run_periodically(app, interval: float | None = None, stop: threading.Event |
                     if time.monotonic() >= next_prune:
                         prune_jobs()
                         next_prune = time.monotonic() + app.config["PRUNE_INTERVAL"]
+                    run_maintenance(app)  # image pruning: at most once per IMAGE_PRUNE_INTERVAL
                 except (SQLAlchemyError, RedisError, OSError) as exc:
                     db.session.rollback()
                     log.warning("event=reconcile_failed error=%s", kv(exc))
