@@ -25,6 +25,7 @@ from app import create_app
 from app.auth.service import create_or_update_user
 from app.builds.queue import build_queue
 from app.extensions import db
+from scratchdb import drop_scratch_database, scratch_database_uri
 
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "correct-horse-battery"
@@ -77,7 +78,7 @@ def live_server_factory(tmp_path):
 
     def start(**overrides) -> LiveServer:
         settings = {
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / f'live-{len(servers)}.db'}",
+            "SQLALCHEMY_DATABASE_URI": scratch_database_uri(tmp_path / f"live-{len(servers)}.db"),
             "SECRET_KEY": uuid.uuid4().hex,
             "CREDENTIALS_KEY": Fernet.generate_key().decode(),
             "RQ_QUEUE": f"browser-test-{uuid.uuid4().hex[:12]}",
@@ -101,6 +102,7 @@ def live_server_factory(tmp_path):
         with app.app_context():
             build_queue().delete(delete_jobs=True)
             db.engine.dispose()
+        drop_scratch_database(app.config["SQLALCHEMY_DATABASE_URI"])
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from app.builds.registry import RegistryClient
 from app.extensions import db
 from app.models import BuildJob, ImageSpec, JobStatus, LogChunk
 from app.specs.service import create_spec, update_spec
+from scratchdb import drop_scratch_database, scratch_database_uri
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_USERNAME = "admin"
@@ -97,7 +98,7 @@ class Stack:
         redis_base = self.services.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
         self.settings = {
             "REDIS_URL": f"{redis_base}/{1 + int(self.sid, 16) % 15}",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{self.workdir / 'it.db'}",
+            "SQLALCHEMY_DATABASE_URI": scratch_database_uri(self.workdir / "it.db"),
             "SECRET_KEY": uuid.uuid4().hex,
             "CREDENTIALS_KEY": Fernet.generate_key().decode(),
             "RQ_QUEUE": f"it-{self.sid}",
@@ -191,6 +192,7 @@ class Stack:
             with self.app.app_context():
                 build_queue().delete(delete_jobs=True)
                 db.engine.dispose()
+        drop_scratch_database(self.settings["SQLALCHEMY_DATABASE_URI"])
         self.remove_local_images()
 
     def remove_local_images(self):
