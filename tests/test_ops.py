@@ -9,11 +9,11 @@ import pytest
 from flask import render_template_string
 from rq import Worker
 
-from app.builds.queue import rq_job_id
 from app.builds.control import claim_job
-from app.builds.queue import build_queue
+from app.builds.queue import build_queue, rq_job_id
 from app.ops.logging import KeyValueFormatter, configure_logging, job_logger, kv
 from app.specs.service import create_spec
+from config import Config
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, make_app
 
 SPEC = {"name": "demo", "base_image": "debian:bookworm", "apt": "curl\n", "pip": "", "conda": ""}
@@ -89,6 +89,8 @@ def test_readyz_with_only_podman_down(app, client, tmp_path):
 
 @pytest.mark.integration
 def test_readyz_against_the_real_podman_service(app, client):
+    # The unit-test app points at no Podman; this one asks the build user's real service.
+    app.config["PODMAN_URL"] = Config.PODMAN_URL
     response = client.get("/readyz")
     assert response.status_code == 200, response.json
 
