@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 from flask import render_template, request
 from markupsafe import Markup, escape
@@ -54,6 +55,14 @@ def filesize(size: int | None) -> str:
             return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
         amount /= 1024
     return ""
+
+
+def local_target(target: str | None, default: str) -> str:
+    """``target`` when it is a path on this site, else ``default``: a redirect to
+    another site would hand the admin's session to it."""
+    if not target or not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
+        return default
+    return target
 
 
 def register_ui(app) -> None:

@@ -371,6 +371,36 @@ def test_cancel_a_queued_job_and_ask_a_running_one_to_stop(client, auth):
     assert client.post("/jobs/999/cancel").status_code == 404
 
 
+def table_row(body, row_id):
+    """The whole <tr> with this id."""
+    match = re.search(rf'<tr id="{re.escape(row_id)}".*?</tr>', body, re.S)
+    assert match, f"no row #{row_id}"
+    return match.group(0)
+
+
+def test_cancel_from_the_list_and_the_jobs_tab_comes_back_there(client, auth):
+    spec, job = make_spec("demo")
+    cancel_form = f'action="/jobs/{job.id}/cancel"'
+    row = table_row(html(client.get("/")), f"spec-row-{spec.id}")
+    assert cancel_form in row and 'name="next" value="/"' in row
+    jobs_row = table_row(html(client.get("/specs/demo/edit?tab=jobs")), f"job-row-{job.id}")
+    assert cancel_form in jobs_row and "tab=jobs" in jobs_row
+
+    response = client.post(f"/jobs/{job.id}/cancel", data={"next": "/specs/demo/edit?tab=jobs"})
+    assert response.status_code == 302 and response.headers["Location"] == "/specs/demo/edit?tab=jobs"
+    db.session.refresh(job)
+    assert job.status == JobStatus.CANCELLED
+    # Finished: no cancel button any more.
+    assert cancel_form not in table_row(html(client.get("/")), f"spec-row-{spec.id}")
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "javascript:alert(1)"])
+def test_cancel_never_redirects_off_site(client, auth, target):
+    _, job = make_spec("demo")
+    response = client.post(f"/jobs/{job.id}/cancel", data={"next": target})
+    assert response.headers["Location"] == f"/jobs/{job.id}"
+
+
 def poll(client, job, offset, state=None):
     url = f"/jobs/{job.id}/log?offset={offset}"
     return client.get(url + (f"&state={state}" if state else ""))

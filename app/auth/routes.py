@@ -1,10 +1,9 @@
-from urllib.parse import urlsplit
-
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from ..extensions import db, login_manager
 from ..models import User
+from ..ui import local_target
 from . import bp
 from .service import authenticate
 
@@ -39,11 +38,7 @@ def login():
         user = authenticate(username, request.form.get("password", ""))
         if user:
             login_user(user)
-            target = request.args.get("next", "")
-            # Only local paths: an open redirect would hand the session to another site.
-            if not target.startswith("/") or target.startswith("//") or urlsplit(target).netloc:
-                target = url_for("specs.index")
-            return redirect(target)
+            return redirect(local_target(request.args.get("next"), url_for("specs.index")))
         error = "Wrong username or password."
     return render_template("auth/login.html", error=error, username=username), (401 if error else 200)
 

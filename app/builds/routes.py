@@ -5,6 +5,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 
 from ..extensions import db
 from ..models import BuildJob
+from ..ui import local_target
 from . import bp
 from .control import cancel_job
 from .logs import read_log, strip_ansi
@@ -39,7 +40,8 @@ def cancel(job_id):
         flash(f"Cancelling {job.spec.name} r{job.revision}.", "info")
     else:
         flash(f"{job.spec.name} r{job.revision} had already finished.", "info")
-    return redirect(url_for("builds.job", job_id=job.id))
+    # The list and the Jobs tab send their own page back as "next".
+    return redirect(local_target(request.form.get("next"), url_for("builds.job", job_id=job.id)))
 
 
 @bp.route("/jobs/<int:job_id>/row")
