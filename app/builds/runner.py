@@ -255,6 +255,8 @@ class BuildRun:
             error = self.logw.redact(str(exc))
             self._log_end(f"Failed: {error}")
         except BaseException as exc:  # RQ's shutdown and timeout exceptions included
+            if type(exc).__name__ == "ShutDownImminentException" and self._hand_back(worker):
+                return None
             error = self.logw.redact(_crash_message(exc))
             log.exception("job=%s event=crashed", self.job_id)
             self._log_end(f"Failed: {error}")
@@ -262,6 +264,36 @@ class BuildRun:
             raise
         self._finish(status, error, fields)
         return status
+
+    def _hand_back(self, worker: str) -> bool:
+        """The worker is shutting down (a deploy): the build has been stopped in Podman;
+        put the row back to queued for the next worker. The reconciler enqueues it again
+        (its RQ job ends here as finished), and the compare-and-set claim keeps it from
+        running twice. False when the row is no longer this worker's running job."""
+        if self.heartbeat:
+            self.heartbeat.stop()
+        self._log_end(
+            "Handed back: the worker is shutting down (a deploy or restart). The build was "
+            "stopped and the job is queued again for the next worker."
+        )
+        try:
+            self.logw.close()
+            now = utcnow()
+            changed = db.session.execute(
+                update(BuildJob)
+                .where(BuildJob.id == self.job_id, BuildJob.status == JobStatus.RUNNING, BuildJob.worker == worker)
+                .values(status=JobStatus.QUEUED, started_at=None, heartbeat_at=None, worker=None,
+                        progress=None, updated_at=now)
+            ).rowcount
+            db.session.commit()
+        except Exception:
+            log.warning("job=%s could not hand the job back", self.job_id, exc_info=True)
+            db.session.rollback()
+            return False
+        if changed:
+            _reset_requeue_count()
+            log.info("job=%s event=handed_back worker=%s", self.job_id, worker)
+        return bool(changed)
 
     def _log_end(self, line: str) -> None:
         try:
@@ -520,6 +552,18 @@ class BuildRun:
             raise
         finally:
             events.close()
+
+
+def _reset_requeue_count() -> None:
+    """A hand-back is not a failed start: the reconciler's retry budget starts afresh."""
+    from rq import get_current_job
+
+    from ..ops.reconcile import REQUEUES_META
+
+    rq_job = get_current_job()
+    if rq_job is not None and rq_job.meta.get(REQUEUES_META):
+        rq_job.meta[REQUEUES_META] = 0
+        rq_job.save_meta()
 
 
 def _crash_message(exc: BaseException) -> str:

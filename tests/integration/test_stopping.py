@@ -103,14 +103,24 @@ def test_cancel_stops_a_running_build_within_seconds(short_stack, sleepy):
     assert_nothing_left(short_stack)
 
 
-def test_worker_sigterm_mid_build_ends_the_job_and_the_build(short_stack, sleepy):
+def test_worker_sigterm_mid_build_hands_the_job_back(short_stack, sleepy):
     job_id = save_spec(short_stack, name="interrupted", base_image=sleepy, pip="six")
     wait_until_sleeping(short_stack, job_id)
     short_stack.worker.send_signal(signal.SIGTERM)
     short_stack.worker.wait(60)
     with short_stack.app.app_context():
         job = db.session.get(BuildJob, job_id)
-        assert job.status == JobStatus.FAILED, (job.status, short_stack.worker_tail())
-        assert "worker shut down during the build" in job.error
+        # Handed back, not lost: queued again, with nothing of the stopped build's run left.
+        assert job.status == JobStatus.QUEUED, (job.status, job.error, short_stack.worker_tail())
+        assert job.worker is None and job.started_at is None and job.error is None
+    assert "Handed back: the worker is shutting down" in short_stack.log_text(job_id)
     assert_nothing_left(short_stack)
-    short_stack.start_worker()  # for whatever runs next
+
+    # The next worker (after the deploy) takes it up again, exactly once: here the sleepy
+    # step meets the stack's short BUILD_TIMEOUT, which ends it for good.
+    short_stack.start_worker()
+    job = short_stack.wait_for(job_id, timeout=90)
+    assert job.status == JobStatus.FAILED and "timed out" in job.error, (job.status, job.error)
+    log = short_stack.log_text(job_id)
+    assert log.count("==> [1/5]") == 2 and log.count("Handed back") == 1
+    assert_nothing_left(short_stack)
