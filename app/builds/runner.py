@@ -406,7 +406,10 @@ class BuildRun:
     def preflight(self, podman: Podman, spec: SpecInput, base: dict) -> str | None:
         self.announce(2, "Pre-flight checks", "pre-flight")
         base_user = (base.get("Config") or {}).get("User") or None
-        self.logw.line(f"The base image runs as {base_user or 'root (no USER set)'}; the build restores that user at the end.")
+        if base_user and base_user not in ("root", "0", "0:0"):
+            self.logw.line(f"The base image runs as {base_user}; the build installs as root and restores {base_user} at the end.")
+        else:
+            self.logw.line("The base image runs as root; the build installs as root.")
         if spec.conda:
             tool = podman.find_conda_tool(base.get("Id") or spec.base_image)
             if not tool:
@@ -458,8 +461,10 @@ class BuildRun:
             # Over in Podman, unless its connection broke: then the sweep looks.
             claim.release(ended=events is None or not events.broken)
         if error:
-            cause = f" Last error in the output: {self.last_error_line}" if self.last_error_line else ""
-            raise BuildFailed(f"The build failed: {error.strip()}.{cause}")
+            # The package manager's own line first: it is what an admin can act on.
+            if self.last_error_line:
+                raise BuildFailed(f"The build failed: {self.last_error_line} (Podman: {error.strip()})")
+            raise BuildFailed(f"The build failed: {error.strip()}.")
         if podman.inspect_image(target) is None:
             raise BuildFailed(f"The build ended without an image tagged {target}.")
 
