@@ -42,6 +42,8 @@ HEARTBEAT_SECONDS = 5
 POLL_SECONDS = 0.2
 FINAL_WRITE_ATTEMPTS = 5
 SPEC_BUSY_RETRY_SECONDS = 15
+# What the kernel's ENOSPC reads as, in a RUN step's output or in Podman's own error.
+_DISK_FULL = "no space left on device"
 _ERROR_LINE_RE = re.compile(r"^(?:E|ERROR|error|Error|CRITICAL|critical)(?::| ).*$", re.MULTILINE)
 DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 
@@ -228,6 +230,7 @@ class BuildRun:
         self.heartbeat: Heartbeat | None = None
         self.deadline = None
         self.last_error_line: str | None = None  # a package manager's "E: ..." / "ERROR: ..."
+        self.disk_full = False  # the output or Podman said "no space left on device"
         self._unfinished_line = ""  # Podman's stream chunks need not end at line ends
 
     # The whole job: claim, build, always a final state.
@@ -461,6 +464,11 @@ class BuildRun:
             # Over in Podman, unless its connection broke: then the sweep looks.
             claim.release(ended=events is None or not events.broken)
         if error:
+            if self.disk_full or _DISK_FULL in error.lower():
+                raise BuildFailed(
+                    "The build host ran out of disk space (no space left on device) during the build: free space "
+                    f"in Podman's storage on the build host, then build again. (Podman: {error.strip()})"
+                )
             # The package manager's own line first: it is what an admin can act on.
             if self.last_error_line:
                 raise BuildFailed(f"The build failed: {self.last_error_line} (Podman: {error.strip()})")
@@ -522,6 +530,8 @@ class BuildRun:
         complete, _, self._unfinished_line = (self._unfinished_line + text).rpartition("\n")
         for line in _ERROR_LINE_RE.findall(complete):
             self.last_error_line = self.logw.redact(line.strip())[:300]
+        if _DISK_FULL in complete.lower():
+            self.disk_full = True
 
     def follow(self, events, stop=None) -> str | None:
         """Copy a Podman event stream into the log until it ends; its error, if any.
