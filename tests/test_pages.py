@@ -288,8 +288,10 @@ def test_jobs_tab_pages_by_25(client, auth):
     assert first_page.count('id="job-row-') == 25
     assert ">r30</a>" in first_page and ">r6</a>" in first_page and ">r5</a>" not in first_page
     assert "Page 1 of 2" in first_page
+    assert 'href="/specs/demo/edit?page=2&amp;tab=jobs">Older →</a>' in first_page
     second_page = html(client.get("/specs/demo/edit?tab=jobs&page=2"))
     assert second_page.count('id="job-row-') == 5 and ">r1</a>" in second_page
+    assert 'href="/specs/demo/edit?page=1&amp;tab=jobs">← Newer</a>' in second_page
 
 
 def test_rebuild_starts_a_job_from_either_tab(client, auth):
