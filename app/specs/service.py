@@ -54,15 +54,18 @@ def spec_input_from_row(spec: ImageSpec) -> SpecInput:
     )
 
 
+def _validate(data: dict, *, check_name: bool) -> ValidationResult:
+    """validate_spec with the operator's allowed conda channels."""
+    return validate_spec(
+        data, allowed_channels=current_app.config.get("CONDA_ALLOWED_CHANNELS", ()), check_name=check_name
+    )
+
+
 def check_spec(data: dict, *, existing: ImageSpec | None = None) -> ValidationResult:
     """validate_spec plus what needs the database: unique name, known pull secret."""
     if existing is not None:
         data = {**data, "name": existing.name}
-    result = validate_spec(
-        data,
-        allowed_channels=current_app.config.get("CONDA_ALLOWED_CHANNELS", ()),
-        check_name=existing is None,
-    )
+    result = _validate(data, check_name=existing is None)
     name = _text(data.get("name"))
     if existing is None and name and db.session.scalar(select(ImageSpec.id).where(ImageSpec.name == name)):
         result.errors.append(FieldError("name", f"A spec named {name!r} already exists."))
@@ -81,9 +84,7 @@ def _text(value) -> str:
 
 def preview_containerfile(data: dict) -> tuple[str | None, ValidationResult]:
     """The Containerfile the current form would build, or None while it has errors."""
-    result = validate_spec(
-        data, allowed_channels=current_app.config.get("CONDA_ALLOWED_CHANNELS", ()), check_name=False
-    )
+    result = _validate(data, check_name=False)
     if not result.ok:
         return None, result
     return render_containerfile(result.spec), result
