@@ -7,8 +7,8 @@ quickly; the job function disposes of inherited database connections. HerokuWork
 handles SIGTERM the way Procfile hosts send it: the running job gets a few seconds
 to stop its build and write its final state. Beside it run the reconciler (stale
 heartbeats, jobs Redis lost, builds a killed worker left in Podman, retention;
-app/ops/reconcile.py) and RQ's scheduler, which
-puts back the jobs that waited for another build of the same spec.
+app/ops/reconcile.py), the base-image watch (app/watch/base_check.py) and RQ's
+scheduler, which puts back the jobs that waited for another build of the same spec.
 """
 import logging
 import os
@@ -19,7 +19,9 @@ from rq.worker import HerokuWorker
 from app import create_app
 from app.builds.orphans import sweep_orphan_builds
 from app.builds.queue import build_queue, redis_connection
+from app.notify import notify_queue
 from app.ops.reconcile import run_periodically
+from app.watch.base_check import start_scheduled_checks
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s"
 
@@ -31,7 +33,7 @@ def main():
         connection = redis_connection()
         queue = build_queue(connection)
         worker = HerokuWorker(
-            [queue],
+            [notify_queue(connection), queue],  # webhooks first: they take a moment, builds wait little
             connection=connection,
             serializer=JSONSerializer,
             name=os.environ.get("WORKER_NAME") or None,
@@ -47,6 +49,7 @@ def main():
         # before this worker takes new jobs (then on every reconciler pass).
         sweep_orphan_builds(app.config["PODMAN_URL"])
         run_periodically(app)
+        start_scheduled_checks(app)
         worker.work(logging_level="INFO", log_format=LOG_FORMAT, with_scheduler=True)
 
 

@@ -1,4 +1,5 @@
 """Unbound extensions; create_app() binds them to the application."""
+from flask_babel import lazy_gettext
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -20,3 +21,4 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
 login_manager.login_message_category = "info"
+login_manager.login_message = lazy_gettext("Please sign in to see this page.")

@@ -21,7 +21,7 @@ from integration.support import (  # noqa: E402
     start_services,
 )
 
-__all__ = ["BASE", "started_stack", "save_spec", "change_spec", "succeeded", "job_seconds", "unique_base", "percentile",
+__all__ = ["ADMIN_PASSWORD", "ADMIN_USERNAME", "BASE", "started_stack", "save_spec", "change_spec", "succeeded", "job_seconds", "unique_base", "percentile",
            "serve", "login", "statistics"]
 
 

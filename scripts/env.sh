@@ -34,6 +34,10 @@ _ib_env() {
     if uid=$(id -u "$user" 2>/dev/null); then
         pairs+=(PODMAN_URL "unix:///run/user/$uid/podman/podman.sock")
     fi
+    # The second build host of the shared-cache tests (podman-rootless.sh --second-host).
+    if uid=$(id -u imagebuilder-b 2>/dev/null); then
+        pairs+=(SECOND_PODMAN_URL "unix:///run/user/$uid/podman/podman.sock")
+    fi
 
     local i name
     for ((i = 0; i < ${#pairs[@]}; i += 2)); do

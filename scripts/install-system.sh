@@ -13,8 +13,9 @@ PACKAGES=(
     debootstrap
     # The local registry (CNCF distribution), its htpasswd file, and a client to inspect it.
     docker-registry apache2-utils skopeo
-    # Browser tests (Playwright drives Debian's chromium; no browser download works here).
-    chromium fonts-dejavu-core
+    # Browser tests (Playwright drives Debian's chromium; no browser download works here),
+    # with a CJK font so the Traditional Chinese pages render (no tofu boxes in screenshots).
+    chromium fonts-dejavu-core fonts-noto-cjk
     redis-server postgresql
     ca-certificates curl git
 )

@@ -7,6 +7,8 @@ IB_REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # The unprivileged user whose rootless Podman runs the builds (config.py reads BUILD_USER too).
 IB_BUILD_USER=${BUILD_USER:-imagebuilder}
+# The second build host the shared-cache tests use (scripts/podman-rootless.sh --second-host).
+IB_SECOND_BUILD_USER=imagebuilder-b
 
 # Machine-wide state, shared by every clone of the repo on this machine, so a fresh
 # clone (CI) reuses the registry, its password and the base image tarball.

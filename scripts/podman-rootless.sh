@@ -5,11 +5,18 @@
 # users) and talks to this socket; root can open it whatever its mode.
 # Idempotent: config files are rewritten only when they differ, and the service is
 # started only when its socket does not answer.
+#   usage: scripts/podman-rootless.sh [--second-host]
+# --second-host sets up a second build user (IB_SECOND_BUILD_USER) with storage and a
+# service of its own: a second "build host" on this machine, for the tests of the shared
+# layer cache (scripts/test). scripts/run keeps one host.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_root
+if [[ ${1:-} == --second-host ]]; then
+    IB_BUILD_USER=$IB_SECOND_BUILD_USER
+fi
 take_lock podman
 
 # Per user: BUILD_USER may name another user (a second setup beside the first).

@@ -49,3 +49,6 @@ for f in "${req_files[@]}"; do
     installed=1
 done
 ((installed)) || log "python requirements up to date"
+
+# The interface's catalogues: compiled here, so both README commands serve both languages.
+bash "$(dirname "${BASH_SOURCE[0]}")/translations.sh" compile

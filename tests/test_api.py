@@ -9,9 +9,12 @@ from app.builds.queue import rq_job_id
 from app.extensions import db
 from app.models import BuildJob, ImageSpec, JobStatus, LogChunk, RegistryCredential, utcnow
 
-SPEC_KEYS = {"name", "base_image", "pull_secret", "apt", "pip", "conda", "created_at", "updated_at", "status", "image"}
+SPEC_KEYS = {"name", "base_image", "pull_secret", "apt", "pip", "conda", "test_command", "created_at", "updated_at",
+             "status", "image", "active_revision", "auto_activate",
+             "base_policy", "base_update_digest", "base_checked_at", "base_check_error"}
 JOB_KEYS = {
-    "id", "spec", "revision", "hash", "status", "image", "digest", "error",
+    "id", "spec", "revision", "hash", "status", "image", "digest", "error", "packages_count", "active", "trigger",
+    "base_digest",
     "created_at", "started_at", "finished_at", "updated_at",
 }
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -45,9 +48,14 @@ EVERY_ENDPOINT = [
     ("delete", "/api/v1/specs/demo"),
     ("get", "/api/v1/specs/demo/jobs"),
     ("post", "/api/v1/specs/demo/rebuild"),
+    ("post", "/api/v1/specs/demo/check-base"),
     ("get", "/api/v1/jobs/1"),
     ("get", "/api/v1/jobs/1/log"),
     ("post", "/api/v1/jobs/1/cancel"),
+    ("get", "/api/v1/jobs/1/packages"),
+    ("get", "/api/v1/jobs/1/sbom"),
+    ("get", "/api/v1/specs/demo/compare?from=1&to=2"),
+    ("post", "/api/v1/specs/demo/pin"),
     ("get", "/api/v1/credentials"),
     ("post", "/api/v1/credentials"),
     ("get", "/api/v1/credentials/hub"),
@@ -202,6 +210,8 @@ def test_create_refuses_bad_names_base_images_and_secrets(api, overrides, expect
         ({"name": 5}, {("name", None)}, "string"),
         ({"base_image": ["debian"]}, {("base_image", None)}, "string"),
         ({"pull_secret": 3}, {("pull_secret", None)}, "credential name"),
+        ({"test_command": ["ls"]}, {("test_command", None)}, "one-line shell command"),
+        ({"test_command": "ls\nid"}, {("test_command", None)}, "One line only"),
         ({"packages": ["curl"]}, {("packages", None)}, "Unknown field"),
         # A blanked element keeps the others' line numbers.
         ({"apt": [None, "curl;id"]}, {("apt", 1), ("apt", 2)}, "string"),
@@ -227,11 +237,12 @@ def test_duplicate_name_is_refused(api):
     assert "already exists" in response.get_json()["errors"][0]["message"]
 
 
-def test_list_specs_shows_latest_status_and_last_good_image(api):
+def test_list_specs_shows_latest_status_and_the_active_image(api):
     create(api, name="beta")
     first = create(api, name="alpha")["job"]
     job = db.session.get(BuildJob, first["id"])
     job.status, job.image = JobStatus.SUCCEEDED, "127.0.0.1:5000/imagebuilder/alpha:r1-x"
+    job.spec.active_revision = 1
     db.session.commit()
     assert api.post("/api/v1/specs/alpha/rebuild").status_code == 202
 
@@ -375,6 +386,19 @@ def test_patch_sets_and_clears_the_pull_secret(api):
     assert snapshot["pull_secret"] == "hub"
     body = api.patch("/api/v1/specs/demo", json={"pull_secret": None}).get_json()
     assert body["pull_secret"] is None and body["job"]["revision"] == 3
+
+
+def test_patch_sets_changes_and_clears_the_test_command(api):
+    first = create(api)["job"]
+    body = api.patch("/api/v1/specs/demo", json={"test_command": "python3 -c 'import requests'"}).get_json()
+    assert body["test_command"] == "python3 -c 'import requests'"
+    assert body["job"]["revision"] == 2 and body["job"]["hash"] != first["hash"]  # part of the input hash
+    snapshot = api.get(f"/api/v1/jobs/{body['job']['id']}").get_json()["spec_snapshot"]
+    assert snapshot["test_command"] == "python3 -c 'import requests'"
+    assert snapshot["containerfile"].endswith("\n# python3 -c 'import requests'\n")
+    assert api.patch("/api/v1/specs/demo", json={"test_command": "python3 -c 'import requests'"}).get_json()["job"] is None
+    body = api.patch("/api/v1/specs/demo", json={"test_command": None}).get_json()
+    assert body["test_command"] is None and body["job"]["hash"] == first["hash"]
 
 
 def test_delete_spec_then_it_is_gone(api):

@@ -324,6 +324,7 @@ def test_same_set_in_another_order_and_case_renders_the_same_bytes_and_hash():
         pytest.param(dict(apt=APT, pip="flask\n"), id="added-pip"),
         pytest.param(dict(apt=APT, conda="flask\n"), id="same-name-other-tool"),
         pytest.param(dict(apt=APT, base_image="localhost/debian:trixie"), id="other-base"),
+        pytest.param(dict(apt=APT, test_command="jq --version"), id="test-command"),
     ],
 )
 def test_different_inputs_give_different_hashes(other):
@@ -428,3 +429,21 @@ def test_named_corpus_payloads_are_refused_with_their_reason(field, line, reason
     result = validate_spec({"name": "demo", "base_image": BASE, field: line})
     assert [e.line for e in result.errors] == [1]
     assert reason in result.errors[0].message
+
+
+def test_the_test_command_ends_the_file_as_a_comment_after_the_last_instruction():
+    tested = render_containerfile(spec_of(apt=APT, test_command="jq --version # and more \\"),
+                                  BuildOptions(base_user="app"))
+    assert tested.endswith("USER app\n# Test command, run in the built image before the push:\n"
+                           "# jq --version # and more \\\n")
+    # Comments are not instructions: the layers are those of the spec without the test.
+    instructions = [line for line in tested.splitlines() if not line.startswith("#")]
+    assert instructions == render_containerfile(spec_of(apt=APT), BuildOptions(base_user="app")).splitlines()
+
+
+@pytest.mark.parametrize("command", ["ls\nRUN id", "ls\r", "ls\x00"])
+def test_an_unvalidated_test_command_is_refused_by_the_renderer(command):
+    spec = spec_of(apt=APT)
+    spec.test_command = command
+    with pytest.raises(ValueError, match="test command"):
+        render_containerfile(spec)

@@ -355,6 +355,24 @@ def test_prune_keeps_the_newest_images_of_each_spec_and_what_others_build_on(app
     assert summary.disk_before["images"] == 7 and summary.disk_after["images"] == 5
 
 
+def test_prune_keeps_the_image_of_the_active_revision_however_old(app, podman):
+    spec, r1 = make_spec("app")
+    succeed(r1)
+    jobs = [r1] + [change(spec, pip) for pip in ("idna", "certifi", "urllib3")]
+    for job in jobs[1:]:
+        succeed(job)
+    spec.active_revision = 1  # rolled back to r1
+    db.session.commit()
+    names = {job.revision: f"{REG}/app:{job.tag}" for job in jobs}
+    podman.images_by_id.update({f"a{revision}": [name] for revision, name in names.items()})
+
+    summary = maintenance.prune_images(keep_recent=1)
+
+    # Kept: r4 (the newest, also the latest succeeded) and r1 (the active revision).
+    assert sorted(summary.removed) == sorted([names[2], names[3]])
+    assert set(podman.images_by_id) == {"a1", "a4"}
+
+
 def test_prune_keeps_the_image_of_an_active_job_and_one_in_use(app, podman):
     spec, r1 = make_spec("app")
     succeed(r1)

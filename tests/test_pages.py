@@ -14,7 +14,8 @@ from app.ui import humanize_age, relative_time
 
 pytestmark = pytest.mark.usefixtures("queued_rq_jobs")  # empties this test's RQ queue afterwards
 
-SPEC_FORM = {"name": "demo", "base_image": "debian:bookworm", "apt": "curl\n", "pip": "requests\n", "conda": ""}
+SPEC_FORM = {"name": "demo", "base_image": "debian:bookworm", "apt": "curl\n", "pip": "requests\n", "conda": "",
+             "auto_activate": "1"}
 
 
 def make_spec(name="demo", **fields):
@@ -89,9 +90,10 @@ def test_empty_list_says_what_to_do(client, auth):
     assert "<table" not in body
 
 
-def test_list_shows_latest_status_progress_and_last_good_image(client, auth):
+def test_list_shows_latest_status_progress_and_the_active_image(client, auth):
     spec, first = make_spec("demo")
     set_job(first, status=JobStatus.SUCCEEDED, image="127.0.0.1:5000/imagebuilder/demo:r1-aaaa", digest="sha256:" + "a" * 64)
+    set_job(spec, active_revision=1)
     second = rebuild_spec(spec)
     set_job(second, status=JobStatus.RUNNING, progress="STEP 3/5")
     idle, idle_job = make_spec("idle")
@@ -101,8 +103,9 @@ def test_list_shows_latest_status_progress_and_last_good_image(client, auth):
     demo_row = element(body, f"spec-row-{spec.id}")
     assert 'hx-get="/specs/demo/row"' in demo_row and 'hx-trigger="every 1s"' in demo_row
     assert "STEP 3/5" in body
-    # The image of the last succeeded job stays visible while the rebuild runs, with a copy button.
+    # The active image stays visible while the rebuild runs, with its revision and a copy button.
     assert 'data-copy="127.0.0.1:5000/imagebuilder/demo:r1-aaaa"' in body
+    assert f'href="/jobs/{first.id}" title="The active revision">r1</a>' in body
     idle_row = element(body, f"spec-row-{idle.id}")
     assert "hx-trigger" not in idle_row
     assert "badge-failed" in body
@@ -117,6 +120,7 @@ def test_row_fragment_polls_only_while_its_job_is_active(client, auth):
     assert "<html" not in active
 
     set_job(job, status=JobStatus.SUCCEEDED, image="registry.test/demo:r1-x")
+    set_job(spec, active_revision=1)
     ended = html(client.get("/specs/demo/row"))
     assert "hx-trigger" not in ended and "hx-get" not in ended
     assert "badge-succeeded" in ended and "registry.test/demo:r1-x" in ended
@@ -137,7 +141,7 @@ def test_add_page_has_the_fields_the_preview_and_live_validation(client, auth):
     body = html(client.get("/specs/new"))
     form = element(body, "spec-form")
     assert 'hx-post="/specs/validate"' in form and 'hx-trigger="input changed delay:400ms"' in form
-    for field in ("name", "base_image", "apt", "pip", "conda"):
+    for field in ("name", "base_image", "apt", "pip", "conda", "test_command"):
         assert f'name="{field}"' in body
     assert "one package per line" in body
     assert 'id="containerfile-preview"' in body
@@ -207,6 +211,20 @@ def test_validate_answers_errors_by_line_and_the_preview_out_of_band(client, aut
     assert '<div id="containerfile-preview" hx-swap-oob="true">' in good
     assert "FROM debian:bookworm" in good and "pip install --no-cache-dir" in good
     assert "<li>" not in good  # no errors anywhere
+
+
+def test_the_test_command_is_validated_previewed_and_kept(client, auth):
+    bad = html(client.post("/specs/validate", data={**SPEC_FORM, "test_command": "ls\tid"}))
+    assert re.search(r'<div class="field-errors" id="errors-test_command"[^>]*hx-swap-oob="true"', bad)
+    assert "Only printable characters" in bad
+    good = html(client.post("/specs/validate", data={**SPEC_FORM, "test_command": "curl --version && echo '<ok>'"}))
+    assert "# curl --version &amp;&amp; echo &#39;&lt;ok&gt;&#39;" in good  # in the preview, escaped
+
+    assert client.post("/specs/new", data={**SPEC_FORM, "test_command": "curl --version"}).status_code == 302
+    body = html(client.get("/specs/demo/edit"))
+    assert re.search(r'<input id="test_command" name="test_command" value="curl --version"', body)
+    job = db.session.scalar(select(BuildJob))
+    assert "<code>curl --version</code>" in html(client.get(f"/jobs/{job.id}"))
 
 
 def test_validate_is_quiet_about_fields_not_filled_yet(client, auth):
@@ -327,10 +345,10 @@ def test_job_page_shows_status_times_snapshot_and_containerfile(client, auth):
     assert "50.0 MB" in body
     assert "<code>curl</code>" in body and "<code>git</code>" in body
     assert "FROM debian:bookworm" in body and "apt-get install -y --no-install-recommends" in body
-    assert '<pre id="log"' in body
-    # Finished: the poller fetches the log once and does not poll every second.
+    assert '<div id="log"' in body
+    # Finished: the log is in the page and the page asks for nothing.
     poller = element(body, "log-poller")
-    assert 'hx-trigger="load"' in poller and f"/jobs/{job.id}/log?offset=0" in poller
+    assert "hx-get" not in poller and "hx-trigger" not in poller and "end of log" in body
 
 
 def test_job_page_shows_the_containerfile_as_built_once_the_build_wrote_it(client, auth):
@@ -348,10 +366,18 @@ def test_failed_job_page_shows_the_error_summary(client, auth):
     assert "badge-failed" in body and "E: Unable to locate package nosuchpkg" in body
 
 
-def test_active_job_page_polls_every_second(client, auth):
+def test_active_job_page_shows_its_log_so_far_and_waits_for_more(client, auth):
     _, job = make_spec("demo")
-    poller = element(html(client.get(f"/jobs/{job.id}")), "log-poller")
-    assert 'hx-trigger="load, every 1s"' in poller and 'hx-target="#log"' in poller and 'hx-swap="beforeend"' in poller
+    set_job(job, status=JobStatus.RUNNING)
+    append_log_chunk(job, "==> [1/5] Pulling base image\npulled\n")
+    db.session.commit()
+    body = html(client.get(f"/jobs/{job.id}"))
+    assert '<details class="log-step" id="step-1"' in body and " open><summary>" in body
+    assert '<div class="line" id="L2"><a class="ln" href="#L2">2</a><span class="lt">pulled</span></div>' in body
+    poller = element(body, "log-poller")
+    assert 'hx-trigger="load, log:again"' in poller and 'hx-target="#log-incoming"' in poller
+    url = poller_url(body, wait=True)
+    assert "offset=1&" in url and "line=2&" in url and "step=1&" in url and "wait=1" in url
 
 
 def test_cancel_a_queued_job_and_ask_a_running_one_to_stop(client, auth):
@@ -408,9 +434,18 @@ def poll(client, job, offset, state=None):
     return client.get(url + (f"&state={state}" if state else ""))
 
 
-def poller_url(body):
+def poller_url(body, wait=False):
+    """The poller's next URL; without its long wait unless asked (these tests answer at once)."""
     match = re.search(r'<div id="log-poller"[^>]*hx-get="([^"]+)"', body)
-    return match.group(1).replace("&amp;", "&") if match else None
+    if not match:
+        return None
+    url = match.group(1).replace("&amp;", "&")
+    return url if wait else url.replace("&wait=1", "")
+
+
+def log_lines(body):
+    """The plain text of each rendered log line of a page or poll answer."""
+    return [re.sub(r"<[^>]+>", "", m) for m in re.findall(r'<span class="lt">(.*?)</span></div>', body)]
 
 
 def test_log_poll_with_nothing_new_is_an_empty_204(client, auth):
@@ -433,11 +468,12 @@ def test_log_poll_appends_new_text_escaped_and_without_ansi(client, auth):
     assert response.status_code == 200
     body = html(response)
     text = body[: body.index('<div id="log-poller"')]
-    assert text == "<span>STEP 1/3: FROM debian\nred &lt;script&gt;alert(1)&lt;/script&gt;\n</span>"
+    assert log_lines(text) == ["STEP 1/3: FROM debian", "red &lt;script&gt;alert(1)&lt;/script&gt;"]
+    assert '<span class="ansi-fg1">red</span>' in text
     assert "\x1b" not in body and "<script>" not in body
     # The next poll asks from the next chunk, out of band, and the status comes along.
     assert 'hx-swap-oob="true"' in element(body, "log-poller")
-    assert "offset=1&" in poller_url(body)
+    assert "offset=1&" in poller_url(body) and "line=2&" in poller_url(body)
     assert '<section id="job-status"' in body and "STEP 1/3" in body
     assert client.get(poller_url(body)).status_code == 204
 
@@ -449,9 +485,9 @@ def test_log_poll_reports_a_status_change_without_new_text(client, auth):
     response = client.get(url)
     assert response.status_code == 200
     body = html(response)
-    assert body.startswith('<div id="log-poller"')  # no text for the <pre>
+    assert body.startswith('<div id="log-poller"')  # no lines for the log
     assert "badge-running" in body and "STEP 2/3" in body
-    assert 'hx-trigger="every 1s"' in element(body, "log-poller")
+    assert 'hx-trigger="load, log:again"' in element(body, "log-poller")
 
 
 def test_log_polling_stops_once_the_finished_log_is_delivered(client, auth):
@@ -459,8 +495,8 @@ def test_log_polling_stops_once_the_finished_log_is_delivered(client, auth):
     append_log_chunk(job, "building\n")
     set_job(job, status=JobStatus.SUCCEEDED, image="registry.test/demo:r1-x")
     with_text = html(poll(client, job, 0))
-    assert with_text.startswith("<span>building\n</span>")
-    assert 'hx-trigger="load"' in element(with_text, "log-poller")  # once more, to be sure it is all
+    assert log_lines(with_text) == ["building"]
+    assert 'hx-trigger="load, log:again"' in element(with_text, "log-poller")  # once more, to be sure it is all
 
     final = html(client.get(poller_url(with_text)))
     poller = element(final, "log-poller")
@@ -474,10 +510,11 @@ def test_long_log_is_caught_up_in_batches(client, auth):
         db.session.add(LogChunk(job_id=job.id, seq=seq, text=f"line {seq}\n"))
     db.session.commit()
     first = html(poll(client, job, 0))
-    assert "line 0\n" in first and "line 499\n" in first and "line 500\n" not in first
-    assert 'hx-trigger="load, every 1s"' in element(first, "log-poller")
+    assert log_lines(first) == [f"line {n}" for n in range(500)]
+    assert 'hx-trigger="load, log:again"' in element(first, "log-poller")
     second = html(client.get(poller_url(first)))
-    assert second.startswith("<span>line 500\n") and "line 599\n" in second
+    assert log_lines(second) == [f"line {n}" for n in range(500, 600)]
+    assert 'id="L501"' in second  # numbered on from the first batch
 
 
 # --- delete ---------------------------------------------------------------------------------

@@ -31,6 +31,18 @@ def _age(job, **values):
     db.session.refresh(job)
 
 
+def _rq_ends_it_without_the_row(job, status=RQStatus.FAILED, **meta):
+    """RQ ran the job's RQ job and it ended (`status`) without the runner taking the row."""
+    queue = build_queue()
+    rq_job = queue.fetch_job(rq_job_id(job.id))
+    queue.remove(rq_job)
+    if meta:
+        rq_job.meta.update(meta)
+        rq_job.save_meta()
+    rq_job.set_status(status)
+    return rq_job
+
+
 def _restart_redis_empty(connection):
     """What a Redis without persistence holds after a restart: nothing."""
     connection.flushdb()
@@ -106,9 +118,7 @@ def test_a_job_waiting_for_its_turn_is_left_alone(app, private_redis):
 def test_a_job_rq_finished_without_taking_the_row_is_requeued(app, private_redis):
     job = _queued_job()
     queue = build_queue()
-    rq_job = queue.fetch_job(rq_job_id(job.id))
-    queue.remove(rq_job)
-    rq_job.set_status(RQStatus.FAILED)
+    _rq_ends_it_without_the_row(job)
 
     assert reconcile()["requeued"] == [job.id]
     assert queue.job_ids == [rq_job_id(job.id)]
@@ -119,14 +129,9 @@ def test_a_job_that_cannot_start_is_retried_once_then_failed(app, private_redis)
     job = _queued_job()
     queue = build_queue()
 
-    def rq_ends_it_without_the_row():
-        rq_job = queue.fetch_job(rq_job_id(job.id))
-        queue.remove(rq_job)
-        rq_job.set_status(RQStatus.FAILED)
-
-    rq_ends_it_without_the_row()
+    _rq_ends_it_without_the_row(job)
     assert reconcile()["requeued"] == [job.id]
-    rq_ends_it_without_the_row()
+    _rq_ends_it_without_the_row(job)
     summary = reconcile()
 
     assert (summary["requeued"], summary["never_started"]) == ([], [job.id])
@@ -134,6 +139,34 @@ def test_a_job_that_cannot_start_is_retried_once_then_failed(app, private_redis)
     assert job.status == JobStatus.FAILED
     assert job.error.startswith("never started: its RQ job ended failed again after a retry")
     assert queue.job_ids == []
+
+
+def test_a_job_rq_ended_moments_ago_waits_for_the_next_pass(app, private_redis):
+    """The worker that ran it may still be finishing its own bookkeeping on that RQ id."""
+    job = _queued_job()
+    rq_job = _rq_ends_it_without_the_row(job, RQStatus.FINISHED)
+    rq_job.ended_at = utcnow()
+    rq_job.save()
+
+    assert reconcile()["requeued"] == []
+    assert reconcile(now=utcnow() + timedelta(seconds=11))["requeued"] == [job.id]
+
+
+def test_a_job_handed_back_at_shutdown_keeps_its_retry(app, private_redis):
+    """A hand-back (a deploy) is not a failed start: after it, a job RQ then ends without
+    taking the row still gets its one retry."""
+    from app.ops.reconcile import HANDED_BACK_META
+
+    job = _queued_job()
+
+    _rq_ends_it_without_the_row(job, RQStatus.FINISHED, **{HANDED_BACK_META: True})
+    assert reconcile()["requeued"] == [job.id]
+    _rq_ends_it_without_the_row(job)
+    assert reconcile()["requeued"] == [job.id]
+    _rq_ends_it_without_the_row(job)
+    assert reconcile()["never_started"] == [job.id]
+    db.session.refresh(job)
+    assert job.status == JobStatus.FAILED
 
 
 def test_redis_lost_twice_requeues_twice(app, private_redis):
@@ -253,6 +286,10 @@ def test_reconcile_command(app, runner, private_redis):
     assert build_queue().job_ids == [rq_job_id(job.id)]
 
 
+def _build_job_ids():
+    return [job_id for job_id in build_queue().job_ids if "-build-" in job_id]
+
+
 def test_run_periodically_reconciles_in_the_background(app, private_redis):
     lost = _queued_job("lost")
     assert claim_job(lost.id, "worker-killed")
@@ -263,12 +300,13 @@ def test_run_periodically_reconciles_in_the_background(app, private_redis):
 
     thread = run_periodically(app, 0.1, stop=stop)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and build_queue().job_ids != [rq_job_id(waiting.id)]:
+    while time.monotonic() < deadline and _build_job_ids() != [rq_job_id(waiting.id)]:
         time.sleep(0.1)
     stop.set()
     thread.join(5)
 
     assert not thread.is_alive()
-    assert build_queue().job_ids == [rq_job_id(waiting.id)]
+    assert _build_job_ids() == [rq_job_id(waiting.id)]
+    assert f"{app.config['RQ_QUEUE']}-prune-cache" in build_queue().job_ids  # the shared cache's prune, due
     db.session.refresh(lost)
     assert lost.status == JobStatus.FAILED

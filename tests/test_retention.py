@@ -5,7 +5,7 @@ from sqlalchemy import event, func, select
 
 from app.builds.logs import append_log_chunk, read_log
 from app.extensions import db
-from app.models import BuildJob, ImageSpec, JobStatus, LogChunk, utcnow
+from app.models import BuildJob, ImageSpec, JobPackage, JobStatus, LogChunk, utcnow
 from app.ops import retention
 from app.ops.retention import prune_jobs
 
@@ -68,13 +68,29 @@ def test_never_prunes_the_latest_succeeded_or_an_active_job(app):
     assert _revisions(spec) == [2, 3, 4, 6, 7]
 
 
+def test_never_prunes_the_active_revision_or_its_manifest(app):
+    spec, jobs = _spec_with_jobs("rolled-back", [JobStatus.SUCCEEDED] * 6)
+    spec.active_revision = 2
+    db.session.add_all(JobPackage(job_id=job_id, manager="apt", name="jq", version="1.6", requested=True)
+                       for job_id in jobs)
+    db.session.commit()
+
+    summary = prune_jobs(keep_last=2)
+
+    # r2 is the active revision (a rollback); r6 is also the latest succeeded.
+    assert summary["jobs_deleted"] == 3
+    assert _revisions(spec) == [2, 5, 6]
+    assert db.session.scalars(select(JobPackage.job_id).order_by(JobPackage.job_id)).all() == [jobs[1], jobs[4], jobs[5]]
+    assert _chunks([jobs[1]]) == 2
+
+
 def test_failed_logs_expire_after_the_set_days(app):
     _spec, old = _spec_with_jobs("old", [JobStatus.FAILED, JobStatus.SUCCEEDED], finished_days_ago=15)
     _spec, recent = _spec_with_jobs("recent", [JobStatus.FAILED], finished_days_ago=13)
 
     summary = prune_jobs(failed_log_days=14)
 
-    assert summary == {"jobs_deleted": 0, "failed_logs_deleted": 1}
+    assert summary == {"jobs_deleted": 0, "failed_logs_deleted": 1, "audit_events_deleted": 0}
     failed, succeeded = old
     assert _chunks([failed]) == 0
     failed_job = db.session.get(BuildJob, failed)
@@ -111,7 +127,7 @@ def test_settings_give_the_defaults(app):
     app.config.update(JOB_RETENTION_COUNT=2, FAILED_LOG_RETENTION_DAYS=1)
     spec, _jobs = _spec_with_jobs("defaults", [JobStatus.FAILED] * 4, finished_days_ago=2)
 
-    assert prune_jobs() == {"jobs_deleted": 2, "failed_logs_deleted": 2}
+    assert prune_jobs() == {"jobs_deleted": 2, "failed_logs_deleted": 2, "audit_events_deleted": 0}
     assert _revisions(spec) == [3, 4]
 
 

@@ -5,11 +5,15 @@ chunks and the state machine are real (the app's database), and Podman answers w
 case needs.
 """
 import base64
+import io
 import json
+import re
+import tarfile
 import threading
 
 import pytest
 
+from app.builds import maintenance
 from app.builds import runner as runner_module
 from app.builds.logwriter import LogWriter
 from app.builds.podman import END, BuildHandle, PodmanFailure, RegistryAuth
@@ -17,7 +21,7 @@ from app.builds.registry import Manifest
 from app.builds.runner import run_build
 from app.credentials.service import create_credential
 from app.extensions import db
-from app.models import BuildJob, JobStatus, LogChunk
+from app.models import BuildJob, JobPackage, JobStatus, LogChunk
 from app.specs.service import create_spec, rebuild_spec
 
 PASSWORD = "s3cret-registry-pass"
@@ -148,6 +152,43 @@ class FakeStream:
         self.closed = True
 
 
+class FakeContainer:
+    """A throwaway container's output and exit code, as Podman's would come."""
+
+    def __init__(self, chunks, exit_code=0, endless=False):
+        self.stream = FakeStream(chunks, endless=endless)
+        self.code = exit_code
+        self.overflowed = False
+        self.removed = False
+
+    def get(self, timeout):
+        return END if self.removed else self.stream.get(timeout)
+
+    def exit_code(self):
+        return self.code
+
+    def remove(self):
+        self.removed = True
+        self.stream.close()
+
+
+# What the verify step's listing prints for the built image, by section.
+MANIFEST = {
+    "os": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"',
+    "user": "app",
+    "dpkg": "ii \tjq\t1.6-2.1\tamd64\t\nii \tmawk\t1.3.4.20200120-3.1\tamd64\tawk",
+    "pip": json.dumps([{"name": "six", "version": "1.16.0"}, {"name": "pip", "version": "23.0.1"}]),
+    "pip-check": "No broken requirements found.",
+}
+
+
+def listing(command, sections):
+    """The listing's output with the nonce its command carries."""
+    marker = re.search(r"@@imagebuilder-[0-9a-f]+", command).group(0)
+    text = "".join(f"{marker} {name}\n{body}\n" for name, body in sections.items())
+    return text + f"{marker} end\n"
+
+
 class FakePodman:
     """Answers like Podman; what a case changes is set on the instance."""
 
@@ -157,9 +198,17 @@ class FakePodman:
         self.build_events = [{"stream": "STEP 1/2: FROM x\n"}, {"stream": f"echo {PASSWORD}\n"},
                              {"stream": "STEP 2/2: RUN pip install\n"}, {"stream": "abc123\n"}]
         self.build_endless = False
+        self.build_attempts = []  # the events of successive builds, when they differ
+        self.build_params = []
+        self.contexts = []
         self.conda_tool = "/usr/bin/micromamba"
         self.images = {"localhost/debian:bookworm": {"Id": "base1", "Config": {"User": "app"}}}
         self.stopped = False
+        self.manifest = dict(MANIFEST)
+        self.test_output = ["testing ...\n", "ok\n"]
+        self.test_exit = 0
+        self.test_endless = False
+        self.containers = []
 
     def __call__(self, url):
         return self
@@ -182,10 +231,26 @@ class FakePodman:
     def start_handle(self, base_id):
         return BuildHandle(base_id, 0.0)
 
-    def build(self, context, tag, auth):
+    def version(self):
+        return "4.3.1"
+
+    def build(self, context, tag, auth, extra_params=None):
         self.calls.append(("build", tag, auth))
+        self.build_params.append(extra_params)
+        self.contexts.append(context)
         self.images[tag] = {"Id": "built1"}
-        return FakeStream(self.build_events, endless=self.build_endless)
+        events = self.build_attempts.pop(0) if self.build_attempts else self.build_events
+        return FakeStream(events, endless=self.build_endless)
+
+    def run_in_image(self, image, command, stderr, max_bytes):
+        if "@@imagebuilder-" in command:
+            self.calls.append(("manifest", image))
+            container = FakeContainer([listing(command, self.manifest)])
+        else:
+            self.calls.append(("test", image, command))
+            container = FakeContainer(self.test_output, self.test_exit, endless=self.test_endless)
+        self.containers.append(container)
+        return container
 
     def stop_build(self, handle, stream):
         self.stopped = True
@@ -204,12 +269,18 @@ class FakePodman:
 
 class FakeRegistry:
     manifests = {}
+    retagged = []
 
     def __init__(self, host, username=None, password=None, tls_verify=True):
         self.auth = (username, password)
 
     def manifest(self, repository, tag):
         return self.manifests.get(f"{repository}:{tag}")
+
+    def retag(self, repository, source_tag, tag, expect_digest=None):
+        self.retagged.append((repository, source_tag, tag, expect_digest))
+        self.manifests[f"{repository}:{tag}"] = self.manifests[f"{repository}:{source_tag}"]
+        return self.manifests[f"{repository}:{tag}"]
 
 
 @pytest.fixture
@@ -218,9 +289,10 @@ def fake(app, monkeypatch, queued_rq_jobs):
                       REGISTRY_TLS_VERIFY=False, REGISTRY_PUSH_LATEST=True, BUILD_CA_BUNDLE=None,
                       LOG_FLUSH_SECONDS=0.1, BUILD_TIMEOUT=60)
     podman = FakePodman()
-    FakeRegistry.manifests = {}
+    FakeRegistry.manifests, FakeRegistry.retagged = {}, []
     monkeypatch.setattr(runner_module, "Podman", podman)
     monkeypatch.setattr(runner_module, "RegistryClient", FakeRegistry)
+    monkeypatch.setattr(maintenance, "RegistryClient", FakeRegistry)
     monkeypatch.setattr(runner_module, "HEARTBEAT_SECONDS", 0.05)
     return podman
 
@@ -235,7 +307,24 @@ def new_job(**data):
 def pushed(job_id, digest="sha256:" + "a" * 64):
     job = db.session.get(BuildJob, job_id)
     manifest = Manifest(digest=digest, media_type="application/vnd.oci.image.manifest.v1+json", size_bytes=1234)
-    FakeRegistry.manifests = {f"team/demo:{job.tag}": manifest, "team/demo:latest": manifest}
+    FakeRegistry.manifests = {f"team/demo:{job.tag}": manifest}
+
+
+def run_cancelled_during(app, fake, job_id, step):
+    """Run the job, asking for its cancel once the fake Podman has been called for `step`
+    ("build", "test"): that step is running then."""
+
+    def ask_cancel():
+        with app.app_context():
+            while not any(call[0] == step for call in fake.calls):
+                threading.Event().wait(0.02)
+            db.session.execute(db.update(BuildJob).where(BuildJob.id == job_id).values(cancel_requested=True))
+            db.session.commit()
+
+    asker = threading.Thread(target=ask_cancel)
+    asker.start()
+    run_build(job_id)
+    asker.join()
 
 
 def finished(job_id):
@@ -260,12 +349,134 @@ def test_a_build_runs_pushes_confirms_and_records(fake):
     assert job.spec_snapshot["containerfile_built"].rstrip().endswith("USER app")
     assert "containerfile" in job.spec_snapshot
     log = log_of(job_id)
-    assert "==> [1/5] Pulling base image" in log and "==> Done" in log
+    assert "==> [1/6] Pulling base image" in log and "==> Done" in log
+    assert log.index("==> [4/6] Verifying") < log.index("==> [5/6] Pushing") < log.index("==> [6/6] Confirming")
     assert PASSWORD not in log and "echo *****" in log
     pushes = [c for c in fake.calls if c[0] == "push"]
-    assert [p[1] for p in pushes] == [job.image, "reg.example.com/team/demo:latest"]
+    assert [p[1] for p in pushes] == [job.image]  # latest is re-tagged in the registry, not pushed
+    assert FakeRegistry.retagged == [("team/demo", job.tag, "latest", job.digest)]
+    assert job.spec.active_revision == job.revision
+    assert f"==> r{job.revision} is the active revision; reg.example.com/team/demo:latest is {job.digest}." in log
     assert pushes[0][2].password == PASSWORD and pushes[0][3] is False  # auth header, TLS off as configured
     assert ("pull" not in [c[0] for c in fake.calls])  # localhost/ images are never pulled
+
+
+def test_a_pip_index_with_credentials_reaches_the_build_as_a_secret_only(fake, app):
+    token = "idx-s3cret-9876"
+    app.config.update(PIP_INDEX_URL=f"https://robot:{token}@mirror.example/simple", PIP_EXTRA_INDEX_URLS=[])
+    fake.build_events = fake.build_events + [{"stream": f"401 for https://robot:{token}@mirror.example\n"}]
+    job_id = new_job()
+    pushed(job_id)
+    assert run_build(job_id) == JobStatus.SUCCEEDED
+    params = fake.build_params[-1]
+    assert json.loads(params["secrets"]) == ["id=imagebuilder-pip-index,src=imagebuilder-pip-index.conf"]
+    with tarfile.open(fileobj=io.BytesIO(fake.contexts[-1])) as tar:
+        assert token in tar.extractfile("imagebuilder-pip-index.conf").read().decode()
+        assert token not in tar.extractfile("Containerfile").read().decode()
+    job = finished(job_id)
+    built = job.spec_snapshot["containerfile_built"]
+    assert "IMAGEBUILDER_PIP_INDEX_URL='https://robot:***@mirror.example/simple'" in built
+    assert token not in json.dumps(job.spec_snapshot) and token not in (job.error or "")
+    assert token not in log_of(job_id) and "401 for https://robot:*****@mirror.example" in log_of(job_id)
+
+
+def test_a_pip_index_without_credentials_sends_no_secret(fake, app):
+    app.config.update(PIP_INDEX_URL="https://mirror.example/simple", PIP_EXTRA_INDEX_URLS=[])
+    job_id = new_job()
+    pushed(job_id)
+    assert run_build(job_id) == JobStatus.SUCCEEDED
+    assert "secrets" not in (fake.build_params[-1] or {})
+    with tarfile.open(fileobj=io.BytesIO(fake.contexts[-1])) as tar:
+        assert tar.getnames() == ["Containerfile"]
+    assert "PIP_INDEX_URL=https://mirror.example/simple" in finished(job_id).spec_snapshot["containerfile_built"]
+
+
+# -- the verify step -----------------------------------------------------------------------
+
+
+def packages_of(job_id):
+    rows = db.session.scalars(db.select(JobPackage).where(JobPackage.job_id == job_id)).all()
+    return {(r.manager, r.name): (r.version, r.requested) for r in rows}
+
+
+def test_the_verify_step_stores_the_manifest_and_marks_the_requested_lines(fake):
+    job_id = new_job(apt="jq\nawk", pip="six==1.16.0")
+    pushed(job_id)
+    assert run_build(job_id) == JobStatus.SUCCEEDED
+    job = finished(job_id)
+    assert (job.packages_count, job.os_name, job.image_user) == (4, "Debian GNU/Linux 12 (bookworm)", "app")
+    assert packages_of(job_id) == {
+        ("apt", "jq"): ("1.6-2.1", True),
+        ("apt", "mawk"): ("1.3.4.20200120-3.1", True),  # provides awk
+        ("pip", "six"): ("1.16.0", True),
+        ("pip", "pip"): ("23.0.1", False),
+    }
+    log = log_of(job_id)
+    assert "packages: 2 apt, 2 pip, 0 conda" in log and "All 3 requested package(s) are installed" in log
+    assert [c for c in fake.calls if c[0] == "manifest"] == [("manifest", job.image)]
+    assert all(c.removed for c in fake.containers)
+
+
+def test_a_requested_version_not_installed_fails_before_the_push(fake):
+    job_id = new_job(apt="jq=1.7.1-3", pip="six==1.17.0")
+    pushed(job_id)
+    run_build(job_id)
+    job = finished(job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error == (
+        "The image does not have what the spec asks for: apt line 1 'jq=1.7.1-3': installed jq 1.6-2.1 is not "
+        "that version; pip line 1 'six==1.17.0': installed six 1.16.0 does not satisfy it. Nothing was pushed.")
+    assert "push" not in [c[0] for c in fake.calls]
+    assert "==> [5/6] Pushing" not in log_of(job_id)
+    assert job.packages_count == 4  # the manifest is kept: it shows what was found
+
+
+def test_pip_check_complaints_are_a_warning_not_a_failure(fake):
+    fake.manifest["pip-check"] = "six 1.16.0 has requirement nothing-else>=2, but you have nothing-else 1.0."
+    job_id = new_job()
+    pushed(job_id)
+    assert run_build(job_id) == JobStatus.SUCCEEDED
+    assert ("Warning: pip check reports broken requirements (the build goes on):\n"
+            "  six 1.16.0 has requirement nothing-else>=2") in log_of(job_id)
+
+
+def test_the_test_command_runs_in_the_image_and_its_output_is_logged(fake):
+    job_id = new_job(test_command="python3 -c 'import six'")
+    pushed(job_id)
+    assert run_build(job_id) == JobStatus.SUCCEEDED
+    job = finished(job_id)
+    assert ("test", job.image, "python3 -c 'import six'") in fake.calls
+    assert "testing ...\nok\nThe test command passed (exit 0)." in log_of(job_id)
+
+
+def test_a_failing_test_command_fails_the_job_and_nothing_is_pushed(fake):
+    fake.test_output, fake.test_exit = ["AssertionError: no six\n"], 3
+    job_id = new_job(test_command="exit 3")
+    pushed(job_id)
+    run_build(job_id)
+    job = finished(job_id)
+    assert job.status == JobStatus.FAILED and job.error == "The test command failed (exit 3); nothing was pushed."
+    assert "AssertionError: no six" in log_of(job_id)
+    assert "push" not in [c[0] for c in fake.calls] and all(c.removed for c in fake.containers)
+
+
+def test_a_test_command_past_test_timeout_is_stopped(fake, app):
+    app.config["TEST_TIMEOUT"] = 0.3
+    fake.test_endless = True
+    job_id = new_job(test_command="sleep 1000")
+    pushed(job_id)
+    run_build(job_id)
+    job = finished(job_id)
+    assert job.error == "The test command ran past TEST_TIMEOUT (0.3 s) and was stopped; nothing was pushed."
+    assert fake.containers[-1].removed and "push" not in [c[0] for c in fake.calls]
+
+
+def test_a_cancel_stops_the_test_command(fake, app):
+    fake.test_endless = True
+    job_id = new_job(test_command="sleep 1000")
+    run_cancelled_during(app, fake, job_id, "test")
+    assert finished(job_id).status == JobStatus.CANCELLED
+    assert fake.containers[-1].removed and "push" not in [c[0] for c in fake.calls]
 
 
 def test_a_job_runs_once(fake):
@@ -340,6 +551,12 @@ def test_a_refused_pull_says_what_to_do(fake, with_secret, expected):
     assert PULL_PASSWORD not in log_of(job_id) + job.error
 
 
+def test_another_specs_image_is_pulled_with_the_push_credentials(fake):
+    run_build(new_job(base_image="reg.example.com/team/parent:latest"))
+    pull = next(c for c in fake.calls if c[0] == "pull")
+    assert pull[2].username == "robot" and pull[2].host == "reg.example.com"
+
+
 @pytest.mark.parametrize("base, pulled", [
     ("debian:bookworm", "docker.io/library/debian:bookworm"),
     ("mambaorg/micromamba:1.5", "docker.io/mambaorg/micromamba:1.5"),
@@ -390,18 +607,7 @@ def test_a_timeout_stops_the_build(fake, app):
 def test_a_cancel_request_stops_a_running_build(fake, app):
     fake.build_endless = True
     job_id = new_job()
-
-    def ask_cancel():
-        with app.app_context():
-            while not any(call[0] == "build" for call in fake.calls):  # the build is running
-                threading.Event().wait(0.02)
-            db.session.execute(db.update(BuildJob).where(BuildJob.id == job_id).values(cancel_requested=True))
-            db.session.commit()
-
-    asker = threading.Thread(target=ask_cancel)
-    asker.start()
-    run_build(job_id)
-    asker.join()
+    run_cancelled_during(app, fake, job_id, "build")
     job = finished(job_id)
     assert job.status == JobStatus.CANCELLED and fake.stopped
     assert "Stopping the build in Podman" in log_of(job_id)

@@ -1,10 +1,14 @@
 """Tables of cases for the pure validation module: names, image references, APT, pip
 and conda lines, line handling, duplicates, and that no content line is ever lost."""
 import random
+import re
 
 import pytest
+from rattler import MatchSpec
 
 from app.specs.validation import (
+    TEST_COMMAND_MAX_LENGTH,
+    validate_test_command,
     LINE_MAX_LENGTH,
     FieldError,
     LineInvalid,
@@ -301,7 +305,6 @@ VALID_CONDA = [
     case("numpy[channel=conda-forge]", "conda-forge::numpy", id="key-channel"),
     case("numpy[md5=" + "a" * 32 + "]", 'numpy[md5="' + "a" * 32 + '"]', id="key-md5"),
     case("numpy[license=\"a'b\"]", "numpy[license=\"a'b\"]", id="key-value-with-quote"),
-    case('numpy[build="*$(id)"]', 'numpy[build="*$(id)"]', id="key-value-with-shell-syntax"),
 ]
 
 
@@ -340,6 +343,11 @@ def test_valid_conda_lines(line, normalized):
         case("numpy[URL=http://x]", "invalid bracket key: URL", id="uppercase-key"),
         case("numpy[md5=abc]", "unable to parse hash digest", id="bad-md5"),
         case("numpy 1.0 *_$(id)", "the build string", id="lenient-would-accept-bad-build"),
+        case('numpy[build="*$(id)"]', "'*$(id)' is not a build string", id="bracket-build-with-shell-syntax"),
+        case("numpy 1.2 a,b", "'a,b' is not a build string", id="build-with-comma"),
+        case("numpy 1.2 a|b", "'a|b' is not a build string", id="build-with-bar"),
+        case('numpy[build=">=3"]', "'>=3' is not a build string", id="bracket-build-comparison"),
+        case("numpy 1.2 [x]", "invalid bracket", id="third-word-brackets"),
         case('numpy[version=">=1", version="<2"]', "found multiple values for: version", id="lenient-would-drop-repeated-key"),
         case("numpy==1.17*=py38_0", "the build string '=py38_0' is not valid", id="lenient-would-drop-star"),
         case("numpy\t1.2", "Control characters", id="tab"),
@@ -523,6 +531,12 @@ def test_random_lines_are_refused_or_safe_and_stable(normalize):
             continue
         assert normalized.isascii() and normalized.isprintable() and not normalized.startswith("-")
         assert normalize(normalized) == (normalized, key)
+        if normalize is normalize_conda:
+            # conda's own reading: the strict parser gives the line back unchanged, and
+            # its build part is a build string, never a piece of syntax.
+            spec = MatchSpec(normalized, strict=True)
+            assert str(spec) == normalized
+            assert spec.build is None or re.fullmatch(r"[A-Za-z0-9_*]+", str(spec.build)), normalized
 
 
 # --- Whole specs ---------------------------------------------------------------------
@@ -571,3 +585,42 @@ def test_name_is_not_checked_on_edit():
 def test_fields_of_wrong_type_are_errors_not_crashes(data, field):
     result = validate_spec(data)
     assert [(e.field, e.message) for e in result.errors] == [(field, "Expected a string.")]
+
+
+# --- the test command ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, reason", [
+    ("python3 -c 'import numpy' && jq --version", None),
+    ('test "$(id -un)" = app; echo ok | grep -q ok', None),  # any shell text: it runs only in the image
+    ("echo '✓ ünïcode'", None),
+    ("x" * TEST_COMMAND_MAX_LENGTH, None),
+    ("x" * (TEST_COMMAND_MAX_LENGTH + 1), "At most 1000 characters (this one has 1001)."),
+    ("echo a\nRUN id", "One line only: join commands with && or ;."),
+    ("echo a\r\necho b", "One line only: join commands with && or ;."),
+    ("echo\ta", "Only printable characters are allowed; found '\\t' (tabs and control characters included)."),
+    ("echo \x1b[31m", "Only printable characters are allowed; found '\\x1b' (tabs and control characters included)."),
+    ("echo \u2028x", "Only printable characters are allowed; found '\\u2028' (tabs and control characters included)."),
+])
+def test_test_command(command, reason):
+    assert validate_test_command(command) == ([reason] if reason else [])
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("  ./run-tests  ", "./run-tests"),
+    ("", None),
+    ("   ", None),
+    (None, None),
+])
+def test_test_command_is_stripped_and_blank_means_none(value, expected):
+    result = validate_spec({"name": "demo", "base_image": "debian", "test_command": value})
+    assert result.ok and result.spec.test_command == expected
+
+
+@pytest.mark.parametrize("value, message", [
+    (["ls"], "Expected a string."),
+    ("ls\nid", "One line only: join commands with && or ;."),
+])
+def test_a_bad_test_command_is_a_field_error(value, message):
+    result = validate_spec({"name": "demo", "base_image": "debian", "test_command": value})
+    assert [(e.field, e.line, e.message) for e in result.errors] == [("test_command", None, message)]

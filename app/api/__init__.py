@@ -8,4 +8,4 @@ from ..extensions import csrf
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
 
-from . import auth, errors, routes  # noqa: E402,F401
+from . import activate, audit, auth, errors, logs, revisions, routes, tokens, watch  # noqa: E402,F401

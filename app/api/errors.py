@@ -1,7 +1,15 @@
-"""Every API error is JSON: {"error": "..."} or, for invalid input, {"errors": [...]}."""
-from flask import current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, default_exceptions
+"""Every API error is JSON: {"error": "..."} or, for invalid input, {"errors": [...]}.
 
+Messages are English unless the request's Accept-Language asks for Traditional Chinese
+(app/i18n); they are made with gettext while the request is answered, so every one
+follows it. Keys, ``field`` and ``line`` never change."""
+from flask import current_app, jsonify, request
+from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge, default_exceptions
+
+from ..params import InvalidParameter
+from ..specs.validation import FieldError
+from ..ui import body_too_large, error_description
 from . import bp
 
 ROUTABLE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -20,8 +28,15 @@ def invalid_input(exc):
     return jsonify(errors=[e.as_dict() for e in exc.errors]), 422
 
 
+@bp.errorhandler(InvalidParameter)
+def invalid_parameter(exc):
+    return jsonify(errors=[FieldError(exc.field, exc.message).as_dict()]), 422
+
+
 def http_error(exc):
-    response = jsonify(error=exc.description)
+    if isinstance(exc, RequestEntityTooLarge):
+        exc = body_too_large(exc)
+    response = jsonify(error=error_description(exc))
     response.status_code = exc.code
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         response.headers["Allow"] = ", ".join(exc.valid_methods)
@@ -44,7 +59,7 @@ def unknown_route(path):
     allowed = _methods_routed_elsewhere()
     if allowed:
         raise MethodNotAllowed(valid_methods=allowed)
-    raise NotFound("No such API endpoint; the endpoints are listed in /api/v1/openapi.yaml.")
+    raise NotFound(_("No such API endpoint; the endpoints are listed in /api/v1/openapi.yaml."))
 
 
 def _methods_routed_elsewhere():

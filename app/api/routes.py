@@ -2,12 +2,15 @@
 from dataclasses import asdict
 from pathlib import Path
 
-from flask import abort, jsonify, send_file
+from flask import abort, jsonify, request, send_file, url_for
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from ..auth.service import acting_username
 from ..builds.control import cancel_job
-from ..builds.logs import read_log, strip_ansi
+from ..builds.logs import read_log
+from ..builds.logview import strip_ansi
 from ..credentials.service import (
     CredentialInUse,
     create_credential,
@@ -16,8 +19,10 @@ from ..credentials.service import (
     validate_credential,
 )
 from ..extensions import db
-from ..models import BuildJob, ImageSpec, JobStatus, LogChunk, RegistryCredential
+from ..models import BuildJob, ImageSpec, JobStatus, LogChunk, RegistryCredential, Trigger
 from ..specs.service import (
+    JobTrigger,
+    SpecIsBase,
     SpecNotDeleted,
     check_spec,
     create_spec,
@@ -36,10 +41,10 @@ from .payloads import (
     credential_fields,
     json_object,
     query_bool,
-    query_int,
     sorted_errors,
     spec_fields,
 )
+from ..params import query_int
 from .serializers import credential_json, job_json, spec_json
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
@@ -55,8 +60,10 @@ def openapi():
 
 @bp.get("/specs")
 def list_specs():
-    rows = spec_rows(_specs_query())
-    return jsonify(specs=[spec_json(*row) for row in rows])
+    page, per_page = _page_parameters(default_per_page=50)
+    total = db.session.scalar(select(func.count(ImageSpec.id)))
+    rows = spec_rows(_specs_query().limit(per_page).offset((page - 1) * per_page))
+    return _paged(specs=[spec_json(*row) for row in rows], page=page, per_page=per_page, total=total)
 
 
 @bp.post("/specs")
@@ -64,7 +71,7 @@ def create_spec_endpoint():
     data, shape_errors, unusable = spec_fields(json_object())
     if shape_errors:
         _reject(shape_errors, check_spec(data).errors, unusable)
-    outcome = create_spec(data)
+    outcome = create_spec(data, JobTrigger(Trigger.CREATED, acting_username()))
     if not outcome.ok:
         _reject([], outcome.result.errors)
     return jsonify({**_spec_with_jobs(outcome.spec.name), "job": job_json(outcome.job)}), 201
@@ -80,12 +87,12 @@ def update_spec_endpoint(name):
     spec = _spec_or_404(name)
     data, shape_errors, unusable = spec_fields(json_object())
     if "name" in data and data["name"] != spec.name:
-        shape_errors.append(FieldError("name", "The name cannot be changed; create a new spec instead."))
+        shape_errors.append(FieldError("name", _("The name cannot be changed; create a new spec instead.")))
         unusable.add("name")
     merged = {**asdict(spec_input_from_row(spec)), **data}
     if shape_errors:
         _reject(shape_errors, check_spec(merged, existing=spec).errors, unusable)
-    outcome = update_spec(spec, merged)
+    outcome = update_spec(spec, merged, JobTrigger(Trigger.EDITED, acting_username()))
     if not outcome.ok:
         _reject([], outcome.result.errors)
     job = job_json(outcome.job) if outcome.job else None
@@ -95,11 +102,13 @@ def update_spec_endpoint(name):
 @bp.delete("/specs/<name>")
 def delete_spec_endpoint(name):
     """Cancels the spec's builds first; `?delete_images=true` also deletes its pushed
-    images from the registry. 409 when it was not deleted (a build still stopping, or
-    the registry refusing), with nothing deleted."""
+    images from the registry. 409 when it was not deleted (other specs built on it and
+    no `?force=true`, a build still stopping, or the registry refusing), with nothing deleted."""
     spec = _spec_or_404(name)
     try:
-        delete_spec(spec, delete_pushed_images=query_bool("delete_images", False))
+        delete_spec(spec, delete_pushed_images=query_bool("delete_images", False), force=query_bool("force", False))
+    except SpecIsBase as exc:
+        return jsonify(error=str(exc), registry_errors=[], children=exc.children), 409
     except SpecNotDeleted as exc:
         return jsonify(error=str(exc), registry_errors=exc.errors), 409
     return "", 204
@@ -108,8 +117,7 @@ def delete_spec_endpoint(name):
 @bp.get("/specs/<name>/jobs")
 def list_spec_jobs(name):
     spec = _spec_or_404(name)
-    page = query_int("page", 1, minimum=1)
-    per_page = query_int("per_page", 20, minimum=1, maximum=MAX_PER_PAGE)
+    page, per_page = _page_parameters(default_per_page=20)
     total = db.session.scalar(select(func.count(BuildJob.id)).where(BuildJob.spec_id == spec.id))
     jobs = db.session.scalars(
         select(BuildJob)
@@ -118,18 +126,12 @@ def list_spec_jobs(name):
         .limit(per_page)
         .offset((page - 1) * per_page)
     )
-    return jsonify(
-        jobs=[job_json(job) for job in jobs],
-        page=page,
-        per_page=per_page,
-        total=total,
-        pages=(total + per_page - 1) // per_page,
-    )
+    return _paged(jobs=[job_json(job) for job in jobs], page=page, per_page=per_page, total=total)
 
 
 @bp.post("/specs/<name>/rebuild")
 def rebuild_spec_endpoint(name):
-    job = rebuild_spec(_spec_or_404(name))
+    job = rebuild_spec(_spec_or_404(name), JobTrigger(Trigger.REBUILD, acting_username()))
     return jsonify(job_json(job)), 202
 
 
@@ -159,7 +161,7 @@ def cancel_job_endpoint(job_id):
     ends it `cancelled` within seconds). Either way the request is accepted: 202."""
     job = _job_or_404(job_id)
     if not cancel_job(job):
-        return jsonify(error=f"Job {job.id} has already finished ({job.status})."), 409
+        return jsonify(error=_("Job %(id)d has already finished (%(status)s).", id=job.id, status=job.status)), 409
     return jsonify(job_json(job)), 202
 
 
@@ -192,9 +194,9 @@ def update_credential_endpoint(name):
     cred = _credential_or_404(name)
     data, shape_errors, unusable = credential_fields(json_object())
     if data.pop("name", cred.name) != cred.name:
-        shape_errors.append(FieldError("name", "The name cannot be changed; create a new credential instead."))
+        shape_errors.append(FieldError("name", _("The name cannot be changed; create a new credential instead.")))
     if data.get("password") == "":
-        shape_errors.append(FieldError("password", "Leave the password out to keep the stored one."))
+        shape_errors.append(FieldError("password", _("Leave the password out to keep the stored one.")))
         unusable.add("password")
     if shape_errors:
         current = {"registry": cred.registry_host, "username": cred.username}
@@ -216,6 +218,27 @@ def delete_credential_endpoint(name):
 
 # Helpers
 
+def _page_parameters(default_per_page: int) -> tuple[int, int]:
+    page = query_int("page", 1, minimum=1)
+    return page, query_int("per_page", default_per_page, minimum=1, maximum=MAX_PER_PAGE, clamp=True)
+
+
+def _paged(*, page: int, per_page: int, total: int, **items):
+    """One page of a list, with its place in the whole (page, per_page, total, pages)
+    and an RFC 8288 Link header to the first, previous, next and last pages."""
+    pages = (total + per_page - 1) // per_page
+    response = jsonify(**items, page=page, per_page=per_page, total=total, pages=pages)
+    targets = {"first": 1, "prev": page - 1 if page > 1 else None,
+               "next": page + 1 if page < pages else None, "last": max(pages, 1)}
+    links = [
+        f'<{url_for(request.endpoint, **request.view_args, page=number, per_page=per_page)}>; rel="{rel}"'
+        for rel, number in targets.items()
+        if number is not None
+    ]
+    response.headers["Link"] = ", ".join(links)
+    return response
+
+
 def _specs_query():
     return select(ImageSpec).options(selectinload(ImageSpec.pull_secret)).order_by(ImageSpec.name)
 
@@ -223,28 +246,32 @@ def _specs_query():
 def _spec_or_404(name) -> ImageSpec:
     spec = db.session.scalar(select(ImageSpec).where(ImageSpec.name == name))
     if spec is None:
-        abort(404, f"No spec named {name!r}.")
+        _no_spec(name)
     return spec
 
 
 def _spec_with_jobs(name) -> dict:
     rows = spec_rows(_specs_query().where(ImageSpec.name == name))
     if not rows:
-        abort(404, f"No spec named {name!r}.")
+        _no_spec(name)
     return spec_json(*rows[0])
+
+
+def _no_spec(name):
+    abort(404, _("No spec named %(name)s.", name=repr(name)))
 
 
 def _job_or_404(job_id) -> BuildJob:
     job = db.session.get(BuildJob, job_id)
     if job is None:
-        abort(404, f"No job {job_id}.")
+        abort(404, _("No job %(id)d.", id=job_id))
     return job
 
 
 def _credential_or_404(name) -> RegistryCredential:
     cred = db.session.scalar(select(RegistryCredential).where(RegistryCredential.name == name))
     if cred is None:
-        abort(404, f"No registry credential named {name!r}.")
+        abort(404, _("No registry credential named %(name)s.", name=repr(name)))
     return cred
 
 

@@ -15,7 +15,9 @@ from rq.job import JobStatus as RQStatus
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import aliased
 
+from .. import audit
 from ..extensions import db
+from ..i18n import stored as said
 from ..models import BuildJob, ImageSpec, JobStatus, utcnow
 from ..ops.logging import kv
 from .queue import BUILD_FUNCTION, build_queue, enqueue_options, rq_job_id
@@ -26,12 +28,13 @@ log = logging.getLogger(__name__)
 _WAITING = (RQStatus.QUEUED, RQStatus.SCHEDULED, RQStatus.DEFERRED)
 
 
-def cancel_job(job: BuildJob, reason: str = "cancelled by an admin") -> bool:
+def cancel_job(job: BuildJob, reason: str = said.CANCELLED_BY_ADMIN_REASON) -> bool:
     """Cancel a queued job at once, or ask the runner to stop a running one.
 
     False when the job had already finished (nothing to do). Commits.
     """
     if _finish_queued([job.id], reason):
+        _record_cancel(job, reason, JobStatus.QUEUED)
         db.session.commit()
         log.info("job=%s event=cancelled reason=%s", job.id, kv(reason))
         drop_from_redis(job.id)
@@ -41,10 +44,17 @@ def cancel_job(job: BuildJob, reason: str = "cancelled by an admin") -> bool:
         .where(BuildJob.id == job.id, BuildJob.status == JobStatus.RUNNING)
         .values(cancel_requested=True)
     ).rowcount
+    if asked:
+        _record_cancel(job, reason, JobStatus.RUNNING)
     db.session.commit()
     if asked:
         log.info("job=%s event=cancel_requested", job.id)
     return bool(asked)
+
+
+def _record_cancel(job: BuildJob, reason: str, was: str) -> None:
+    audit.record(audit.BUILD_CANCELLED, spec=job.spec, target=f"r{job.revision} ({reason})",
+                 changes={"status": (was, JobStatus.CANCELLED if was == JobStatus.QUEUED else "stopping")})
 
 
 def supersede_queued(spec: ImageSpec, new_job: BuildJob) -> list[int]:
@@ -58,7 +68,7 @@ def supersede_queued(spec: ImageSpec, new_job: BuildJob) -> list[int]:
             BuildJob.spec_id == spec.id, BuildJob.status == JobStatus.QUEUED, BuildJob.id != new_job.id
         )
     ).all()
-    superseded = _finish_queued(older, f"superseded by r{new_job.revision}") if older else []
+    superseded = _finish_queued(older, said.SUPERSEDED % {"revision": new_job.revision}) if older else []
     for job_id in superseded:
         log.info("job=%s event=superseded by_job=%s", job_id, new_job.id)
         drop_from_redis(job_id)

@@ -1,7 +1,8 @@
 """The build log as the worker writes it: batched, redacted, capped.
 
-Output is held until LOG_FLUSH_SECONDS have passed or 64 KiB are waiting, then written as
-one chunk (never one database write per line). Only whole lines are written while the
+Output is held until LOG_FLUSH_SECONDS have passed (LOG_LIVE_FLUSH_SECONDS while someone
+reads the log live: `watched`) or 64 KiB are waiting, then written as one chunk (never one
+database write per line). Only whole lines are written while the
 build runs, so a secret is never split across two chunks and slips past redaction.
 Past LOG_MAX_BYTES the log keeps its head as written, says once that output is held back,
 keeps the newest output in a ring buffer, and at the end writes one truncation line and
@@ -14,6 +15,8 @@ import re
 import time
 from collections import deque
 from typing import Callable
+
+from ..i18n import stored as said
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +32,12 @@ Store = Callable[[str, "str | None", bool], None]
 
 class LogWriter:
     def __init__(self, store: Store, *, max_bytes: int, flush_seconds: float = 0.5,
-                 flush_bytes: int = FLUSH_BYTES, secrets=(), clock=time.monotonic):
+                 flush_bytes: int = FLUSH_BYTES, secrets=(), clock=time.monotonic,
+                 watched: Callable[[], bool] | None = None, live_flush_seconds: float = 0.05):
         self._store = store
         self._flush_seconds = flush_seconds
+        self._watched = watched
+        self._live_flush_seconds = live_flush_seconds
         self._flush_bytes = flush_bytes
         self._clock = clock
         self._secrets: list[str] = []
@@ -95,7 +101,8 @@ class LogWriter:
 
     def tick(self) -> None:
         """Flush when enough time has passed or enough text is waiting."""
-        due = self._clock() - self._last_flush >= self._flush_seconds
+        interval = self._live_flush_seconds if self._watched and self._watched() else self._flush_seconds
+        due = self._clock() - self._last_flush >= interval
         if due or len(self._pending) >= self._flush_bytes:
             self.flush()
 
@@ -109,7 +116,7 @@ class LogWriter:
             text, self._pending = self._pending[:cut], self._pending[cut:]
         if text:
             for match in _STEP_RE.finditer(text):
-                self.set_progress(f"STEP {match.group(1)}/{match.group(2)}")
+                self.set_progress(said.CONTAINERFILE_STEP % {"step": match.group(1), "steps": match.group(2)})
             self._unsent += self._cap(self.redact(text))
         if final and self.truncated:
             self._unsent += self._tail_text()

@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..models import BuildJob, ImageSpec, JobStatus
 from ..ops.logging import kv
+from ..revisions import active as active_revision
 from .queue import build_queue, redis_connection, rq_job_id
 from .registry import ImageRef, RegistryClient, RegistryError
 
@@ -165,15 +166,19 @@ def prune_images(keep_recent: int | None = None, dangling_keep_hours: float | No
 
 
 def _tags_to_keep(keep_recent: int) -> dict[str, set[str]]:
-    """Per spec name: the tags of its newest `keep_recent` jobs, of its active jobs, of
-    its latest succeeded job, and ``latest``. A spec not in the database keeps nothing."""
+    """Per spec name: the tags of its newest `keep_recent` jobs, of its queued and running
+    jobs, of its active revision, of its latest succeeded job, and ``latest``. A spec not
+    in the database keeps nothing."""
     rank = func.row_number().over(partition_by=BuildJob.spec_id, order_by=BuildJob.revision.desc()).label("rank")
     ranked = select(BuildJob.id, BuildJob.spec_id, BuildJob.status, rank).subquery()
     latest_succeeded = select(func.max(BuildJob.id)).where(BuildJob.status == JobStatus.SUCCEEDED).group_by(
         BuildJob.spec_id
     )
     kept_ids = select(ranked.c.id).where(
-        (ranked.c.rank <= keep_recent) | ranked.c.status.in_(JobStatus.ACTIVE) | ranked.c.id.in_(latest_succeeded)
+        (ranked.c.rank <= keep_recent)
+        | ranked.c.status.in_(JobStatus.ACTIVE)
+        | ranked.c.id.in_(latest_succeeded)
+        | ranked.c.id.in_(active_revision.active_job_ids())
     )
     rows = db.session.execute(
         select(ImageSpec.name, BuildJob.revision, BuildJob.input_hash)

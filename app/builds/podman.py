@@ -1,4 +1,5 @@
-"""Everything that talks to Podman: pull, inspect, a pre-flight check, build, push, stop.
+"""Everything that talks to Podman: pull, inspect, a pre-flight check, build, push, stop,
+and throwaway containers of a built image (the verify step's manifest and test command).
 
 The worker talks to a rootless Podman API service through podman-py's low-level client.
 Pull, build and push are read as streams of JSON lines (``{"stream": ...}`` or
@@ -13,6 +14,7 @@ temporary auth file for that one request.
 from __future__ import annotations
 
 import base64
+import codecs
 import io
 import json
 import logging
@@ -29,6 +31,8 @@ from datetime import datetime, timezone
 
 from podman import PodmanClient
 from podman.errors import APIError
+
+from ..i18n import stored as said
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,12 @@ class RegistryAuth:
         return [f for f in forms if f]
 
 
+def registry_config_header(auths) -> str:
+    """``X-Registry-Config`` for several registries at once (the base's and the shared
+    cache's): auth configs keyed by registry host, base64url JSON."""
+    return _b64json({auth.host: {"username": auth.username, "password": auth.password} for auth in auths})
+
+
 def _b64json(value) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode("utf-8")).decode("ascii")
 
@@ -119,7 +129,8 @@ class EventStream:
             self._queue.put(END)
 
     def get(self, timeout: float):
-        """The next event (a dict), END when the stream is over, or None after `timeout`."""
+        """The next event (a dict; a ContainerRun's are text), END when the stream is over,
+        or None after `timeout`."""
         try:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
@@ -134,6 +145,92 @@ class EventStream:
     def wait_closed(self, timeout: float) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+class ContainerRun(EventStream):
+    """A throwaway container running ``/bin/sh -c command`` in an image, started already:
+    its output (stdout, and stderr when asked) read as it is printed on a thread of its
+    own, its exit code, and its removal. `get` hands out text; past `max_bytes` of
+    output the reader stops keeping it and sets `overflowed`."""
+
+    def __init__(self, podman: "Podman", container: str, response, max_bytes: int | None):
+        self._podman = podman
+        self.container = container
+        self._max_bytes = max_bytes
+        self.overflowed = False
+        super().__init__(response, f"container {container[:12]}")
+
+    def _read(self):
+        frames = _FrameReader()
+        seen = 0
+        try:
+            for data in self._response.iter_content(chunk_size=65536):
+                text = frames.feed(data)
+                seen += len(data)
+                if self._max_bytes is not None and seen > self._max_bytes:
+                    self.overflowed = True
+                    break
+                if text:
+                    self._queue.put(text)
+            else:
+                text = frames.finish()
+                if text:
+                    self._queue.put(text)
+        except Exception as exc:  # the connection broke, or we closed it to stop
+            log.info("container %s: output stream ended: %s", self.container[:12], exc)
+        finally:
+            self._queue.put(END)
+
+    def exit_code(self, timeout: float = 30) -> int:
+        response = self._podman._call("post", f"/containers/{self.container}/wait",
+                                      params={"condition": "stopped"}, timeout=timeout)
+        _raise_for(response, said.PODMAN_WAITING_THROWAWAY)
+        try:
+            return int(response.text.strip())
+        except ValueError:
+            raise PodmanFailure(said.PODMAN_EXIT_CODE % {"answer": repr(response.text[:100])}) from None
+
+    def remove(self) -> None:
+        """Kill and remove the container, whatever its state; never raises."""
+        self.close()
+        try:
+            self._podman.remove_container(self.container)
+        except PodmanFailure as exc:
+            log.warning("could not remove container %s: %s", self.container[:12], exc)
+
+
+class _FrameReader:
+    """Container output as text, read piece by piece: multiplexed frames (an 8-byte
+    header each) or plain bytes, decided by the first bytes; UTF-8 split across pieces
+    decodes whole, bad bytes as U+FFFD."""
+
+    def __init__(self):
+        self._buffer = b""
+        self._framed: bool | None = None
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def feed(self, data: bytes) -> str:
+        self._buffer += data
+        if self._framed is None:
+            if len(self._buffer) < 8:
+                return ""
+            self._framed = self._buffer[0] in (0, 1, 2) and self._buffer[1:4] == b"\0\0\0"
+        if not self._framed:
+            data, self._buffer = self._buffer, b""
+            return self._decoder.decode(data)
+        out = []
+        while len(self._buffer) >= 8:
+            size = int.from_bytes(self._buffer[4:8], "big")
+            if len(self._buffer) < 8 + size:
+                break
+            out.append(self._buffer[8:8 + size])
+            self._buffer = self._buffer[8 + size:]
+        return self._decoder.decode(b"".join(out))
+
+    def finish(self) -> str:
+        rest = b"" if self._framed else self._buffer
+        self._buffer = b""
+        return self._decoder.decode(rest, final=True)
 
 
 @dataclass
@@ -159,6 +256,23 @@ def build_context(containerfile: str, extra_files: dict[str, bytes] | None = Non
     return buffer.getvalue()
 
 
+def pulled_digest(info: dict, reference: str, registry_digest: str | None = None) -> str | None:
+    """The registry's manifest digest of the image pulled as `reference` (``host/repo:tag``),
+    from its inspect data. Podman lists every digest the image is known by under each of
+    its names (RepoDigests), and ``Digest`` may be another copy's (built here, or pulled
+    under another name), so the digest the registry reports for the tag right after the
+    pull (`registry_digest`) wins when the image has it."""
+    repository = reference.split("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    known = [entry.partition("@")[2] for entry in info.get("RepoDigests") or [] if entry.partition("@")[0] == repository]
+    if registry_digest and (registry_digest in known or registry_digest == info.get("Digest")):
+        return registry_digest
+    if len(known) == 1:
+        return known[0]
+    return info.get("Digest") or None
+
+
 def _quote(ref: str) -> str:
     return urllib.parse.quote(ref, safe="")
 
@@ -180,12 +294,12 @@ class Podman:
         try:
             return getattr(self.client.api, method)(path, **kwargs)
         except APIError as exc:
-            raise PodmanUnavailable(f"The Podman service at {self.url} does not answer: {_cause(exc)}") from exc
+            raise PodmanUnavailable(said.PODMAN_NO_ANSWER % {"url": self.url, "cause": _cause(exc)}) from exc
 
     def ping(self) -> None:
         response = self._call("get", "/_ping")
         if response.status_code != 200:
-            raise PodmanUnavailable(f"The Podman service at {self.url} answered {response.status_code} to a ping.")
+            raise PodmanUnavailable(said.PODMAN_PING_STATUS % {"url": self.url, "status": response.status_code})
 
     def version(self) -> str:
         return self._call("get", "/version").json().get("Version", "?")
@@ -194,17 +308,17 @@ class Podman:
         response = self._call("get", f"/images/{_quote(ref)}/json")
         if response.status_code == 404:
             return None
-        _raise_for(response, f"inspecting image {ref}")
+        _raise_for(response, said.PODMAN_INSPECTING % {"image": ref})
         return response.json()
 
     def tag_image(self, ref: str, repo: str, tag: str) -> None:
         response = self._call("post", f"/images/{_quote(ref)}/tag", params={"repo": repo, "tag": tag})
-        _raise_for(response, f"tagging {ref} as {repo}:{tag}")
+        _raise_for(response, said.PODMAN_TAGGING % {"image": ref, "repository": repo, "tag": tag})
 
     def remove_image(self, ref: str) -> None:
         response = self._call("delete", f"/images/{_quote(ref)}", params={"force": False})
         if response.status_code not in (200, 404, 409):
-            _raise_for(response, f"removing image {ref}")
+            _raise_for(response, said.PODMAN_REMOVING % {"image": ref})
 
     def remove_container(self, container: str) -> None:
         """Remove a container, a build's working container included, whatever its state."""
@@ -219,30 +333,58 @@ class Podman:
 
     def run_shell(self, image: str, command: str, timeout: float = 120) -> tuple[int, str]:
         """Run ``/bin/sh -c command`` in a throwaway container of `image`: (exit code, stdout)."""
+        container = self._start_shell(image, command, "check")
+        try:
+            response = self._call("post", f"/containers/{container}/wait", params={"condition": "stopped"},
+                                  timeout=timeout)
+            _raise_for(response, said.PODMAN_WAITING % {"image": image})
+            exit_code = int(response.text.strip() or "1")
+            return exit_code, self._container_output(container)
+        finally:
+            self._remove_throwaway(container)
+
+    def run_in_image(self, image: str, command: str, *, stderr: bool = True,
+                     max_bytes: int | None = None) -> ContainerRun:
+        """Start ``/bin/sh -c command`` in a throwaway container of `image`, as the image's
+        own user, with the image's own environment and nothing else (no mounts, no
+        credentials); its output streams. The caller removes it (ContainerRun.remove)."""
+        container = self._start_shell(image, command, "verify")
+        try:
+            output = self._call("get", f"/containers/{container}/logs", stream=True, timeout=(30, None),
+                                params={"follow": True, "stdout": True, "stderr": stderr})
+            _raise_for(output, said.PODMAN_READING % {"image": image})
+        except BaseException:
+            self._remove_throwaway(container)
+            raise
+        return ContainerRun(self, container, output, max_bytes)
+
+    def _start_shell(self, image: str, command: str, purpose: str) -> str:
+        """Create and start a container of `image` running ``/bin/sh -c command``; its id.
+        One that does not start is removed again."""
         spec = {
             "image": image,
             "entrypoint": ["/bin/sh", "-c"],
             "command": [command],
-            "labels": {"imagebuilder.purpose": "check"},
+            "labels": {"imagebuilder.purpose": purpose},
         }
         response = self._call("post", "/containers/create", data=json.dumps(spec),
                               headers={"Content-Type": "application/json"})
-        _raise_for(response, f"creating a container from {image}")
+        _raise_for(response, said.PODMAN_CREATING % {"image": image})
         container = response.json()["Id"]
         try:
             response = self._call("post", f"/containers/{container}/start")
-            _raise_for(response, f"starting a container from {image}")
-            response = self._call("post", f"/containers/{container}/wait", params={"condition": "stopped"},
-                                  timeout=timeout)
-            _raise_for(response, f"waiting for a container of {image}")
-            exit_code = int(response.text.strip() or "1")
-            return exit_code, self._container_output(container)
-        finally:
-            self._call("delete", f"/containers/{container}", params={"force": True, "v": True})
+            _raise_for(response, said.PODMAN_STARTING % {"image": image})
+        except BaseException:
+            self._remove_throwaway(container)
+            raise
+        return container
+
+    def _remove_throwaway(self, container: str) -> None:
+        self._call("delete", f"/containers/{container}", params={"force": True, "v": True})
 
     def _container_output(self, container: str) -> str:
         response = self._call("get", f"/containers/{container}/logs", params={"stdout": True, "stderr": False})
-        _raise_for(response, "reading a container's output")
+        _raise_for(response, said.PODMAN_READING_ANY)
         return _demux(response.content)
 
     # -- streams ----------------------------------------------------------------------
@@ -262,7 +404,11 @@ class Podman:
         headers = {"X-Registry-Auth": auth.auth_header()} if auth else {}
         return self._stream("/images/pull", "the pull", params=params, headers=headers)
 
-    def build(self, context: bytes, tag: str, auth: RegistryAuth | None = None) -> EventStream:
+    def build(self, context: bytes, tag: str, auth: RegistryAuth | list[RegistryAuth] | None = None,
+              extra_params: dict | None = None) -> EventStream:
+        """Build `context`; `auth` is the credential of each registry the build talks to
+        (the base's, the shared cache's); `extra_params` (the shared cache's,
+        app/builds/cache.py) go with the request and win over these."""
         params = {
             "dockerfile": CONTAINERFILE_NAME,
             "t": tag,
@@ -272,10 +418,12 @@ class Podman:
             # Without an explicit format, Podman 4.3's libpod endpoint never finds its own
             # cached layers (the compat endpoint and the CLI do): every build starts cold.
             "outputformat": OCI_MANIFEST,
+            **(extra_params or {}),
         }
         headers = {"Content-Type": "application/x-tar"}
-        if auth:
-            headers["X-Registry-Config"] = auth.config_header()
+        auths = [auth] if isinstance(auth, RegistryAuth) else list(auth or ())
+        if auths:
+            headers["X-Registry-Config"] = registry_config_header(auths)
         return self._stream("/build", "the build", params=params, data=context, headers=headers)
 
     def push(self, ref: str, auth: RegistryAuth | None, tls_verify: bool | None) -> EventStream:
@@ -296,7 +444,7 @@ class Podman:
             if response.status_code < 400 or "not known" not in response.text or attempt == LIST_ATTEMPTS:
                 break
             time.sleep(0.1 * attempt)
-        _raise_for(response, "listing build containers")
+        _raise_for(response, said.PODMAN_LISTING_BUILDS)
         return [c for c in response.json() if c.get("State") == "storage"]
 
     def start_handle(self, base_image_id: str) -> BuildHandle:
@@ -452,4 +600,4 @@ def _raise_for(response, what: str) -> None:
         message = body.get("message") or body.get("cause") or response.text
     except ValueError:
         message = response.text
-    raise PodmanFailure(f"Podman failed {what}: {message.strip()}")
+    raise PodmanFailure(said.PODMAN_FAILED % {"action": what, "message": message.strip()})

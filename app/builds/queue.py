@@ -1,5 +1,6 @@
 """Putting build jobs on the RQ queue. The queue carries only the job id."""
 import logging
+import threading
 
 from flask import current_app
 from redis import Redis
@@ -12,8 +13,20 @@ log = logging.getLogger(__name__)
 BUILD_FUNCTION = "app.builds.runner.run_build"
 
 
+_clients: dict[str, Redis] = {}
+_clients_lock = threading.Lock()
+
+
 def redis_connection(url=None) -> Redis:
-    return Redis.from_url(url or current_app.config["REDIS_URL"])
+    """The process's Redis client for ``url`` (default REDIS_URL): one connection pool per
+    URL and process, so a request reuses a connection instead of opening one (redis-py's
+    pool is thread-safe and starts afresh in a forked child)."""
+    url = url or current_app.config["REDIS_URL"]
+    client = _clients.get(url)
+    if client is None:
+        with _clients_lock:
+            client = _clients.setdefault(url, Redis.from_url(url))
+    return client
 
 
 def build_queue(connection=None) -> Queue:

@@ -1,18 +1,19 @@
-"""Job pages: a job's status and snapshot, and its log, fetched chunk by chunk while it runs."""
+"""Job pages: a job's status and snapshot, and its log: rendered in the page, then followed
+live by a long poll while the job runs (app/builds/livelog.py), and downloadable as text."""
 import zlib
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from ..extensions import db
-from ..models import BuildJob
+from ..models import BuildJob, JobStatus
+from ..params import query_int
 from ..ui import local_target
-from . import bp
+from . import bp, livelog
 from .control import cancel_job
-from .logs import read_log, strip_ansi
+from .logs import has_chunks_from, log_text_response, read_chunks
+from .logview import LogPosition, error_line, render_log
 
-# A poller that just got text asks again at once (catching up on a long log), then every second.
-ACTIVE_TRIGGER = "load, every 1s"
-CATCH_UP_TRIGGER = "load"
 
 
 def _job_or_404(job_id: int) -> BuildJob:
@@ -22,24 +23,46 @@ def _job_or_404(job_id: int) -> BuildJob:
 def status_key(job: BuildJob) -> str:
     """A short fingerprint of what the status block shows, so an idle poll can say 'nothing new'."""
     shown = "|".join(
-        str(v) for v in (job.status, job.progress, job.image, job.digest, job.error, job.started_at, job.cancel_requested)
+        str(v) for v in (job.status, job.progress, job.image, job.digest, job.error, job.started_at, job.cancel_requested,
+                         job.revision == job.spec.active_revision)
     )
     return format(zlib.crc32(shown.encode("utf-8")), "08x")
+
+
+def _cursor_arg(name: str) -> int:
+    return query_int(name, 0, minimum=0)
+
+
+def _failed_line(job: BuildJob) -> int | None:
+    """The line a failed job's page opens at (read once, when the job has ended)."""
+    if job.status != JobStatus.FAILED:
+        return None
+    chunks, _offset = read_chunks(job.id, 0, limit=None)
+    return error_line((text for text, _written in chunks), job.error)
 
 
 @bp.route("/jobs/<int:job_id>")
 def job(job_id):
     job = _job_or_404(job_id)
-    return render_template("builds/job.html", job=job, state=status_key(job))
+    if job.log_may_grow:
+        livelog.mark_watched(job.id)  # the worker writes sooner from now on
+    state = status_key(job)  # read before the log, as the poll does
+    chunks, offset = read_chunks(job.id, 0, limit=None)
+    log_html, position = render_log(chunks, open_last=job.log_may_grow)
+    error_at = None
+    if job.status == JobStatus.FAILED:
+        error_at = error_line((text for text, _written in chunks), job.error)
+    return render_template("builds/job.html", job=job, state=state, log_html=log_html, offset=offset,
+                           position=position, trigger=job.log_may_grow, error_at=error_at)
 
 
 @bp.route("/jobs/<int:job_id>/cancel", methods=["POST"])
 def cancel(job_id):
     job = _job_or_404(job_id)
     if cancel_job(job):
-        flash(f"Cancelling {job.spec.name} r{job.revision}.", "info")
+        flash(_("Cancelling %(name)s r%(revision)d.", name=job.spec.name, revision=job.revision), "info")
     else:
-        flash(f"{job.spec.name} r{job.revision} had already finished.", "info")
+        flash(_("%(name)s r%(revision)d had already finished.", name=job.spec.name, revision=job.revision), "info")
     # The list and the Jobs tab send their own page back as "next".
     return redirect(local_target(request.form.get("next"), url_for("builds.job", job_id=job.id)))
 
@@ -49,32 +72,67 @@ def job_row(job_id):
     return render_template("builds/_job_row.html", job=_job_or_404(job_id))
 
 
+def _has_news(job_id: int, offset: int, state: str | None) -> bool:
+    """A fresh look (a transaction of its own, so none stays open while waiting)."""
+    db.session.commit()
+    job = db.session.get(BuildJob, job_id) or abort(404)
+    return not job.log_may_grow or status_key(job) != state or has_chunks_from(job_id, offset)
+
+
+def _nothing_new(retry_after: int | None = None):
+    """204: nothing to swap. Retry-After tells the job page when to ask again."""
+    return "", 204, ({"Retry-After": str(retry_after)} if retry_after is not None else {})
+
+
 @bp.route("/jobs/<int:job_id>/log")
 def job_log(job_id):
-    """New log text after chunk ``offset``.
+    """The log's lines after chunk ``offset``, rendered to continue the page's log (which
+    shows ``line`` lines in ``step`` steps).
 
-    204 with no body when there is nothing new (htmx keeps polling and swaps nothing).
-    Otherwise the escaped text to append, a new poller carrying the next offset, and the
-    status block. The status is read before the log: a job that had finished by then had
-    written all its log, so an empty read of a finished job means the log is complete and
-    the poller comes back without a trigger.
+    With ``wait=1`` (the job page) a request for a running job is held until there is
+    something new, up to LOG_WAIT_SECONDS, then answered 204 (ask again at once); when every
+    waiting slot of the process is taken it is answered at once (204 with Retry-After: ask
+    again later). 204 with no body when there is nothing new. Otherwise the lines to add,
+    a new poller carrying the next cursor, and the status block. The status is read before
+    the log: a job that had finished by then had written all its log, so an empty read of
+    a finished job means the log is complete and the poller comes back without a trigger.
     """
     job = _job_or_404(job_id)
-    finished = not job.is_active
-    offset = request.args.get("offset", 0, type=int)
-    text, next_offset = read_log(job.id, max(offset, 0))
-    state = status_key(job)
-    if not text and not finished and request.args.get("state") == state:
-        return "", 204
-    if text:
-        trigger = CATCH_UP_TRIGGER if finished else ACTIVE_TRIGGER
-    else:
-        trigger = None if finished else "every 1s"
+    offset = _cursor_arg("offset")
+    state = request.args.get("state")
+    if request.args.get("wait") == "1" and job.log_may_grow:
+        livelog.mark_watched(job.id)
+        if not _has_news(job.id, offset, state):
+            with livelog.wait_slot() as admitted:
+                if not admitted:
+                    return _nothing_new(livelog.OVERFLOW_RETRY_SECONDS)
+                waited = livelog.wait_for_news(job.id, lambda: _has_news(job.id, offset, state),
+                                               float(current_app.config["LOG_WAIT_SECONDS"]))
+            if not waited:
+                return _nothing_new(0)
+        job = _job_or_404(job_id)
+    finished = not job.log_may_grow
+    chunks, next_offset = read_chunks(job.id, offset)
+    new_state = status_key(job)
+    if not chunks and not finished and state == new_state:
+        return _nothing_new()
+    at = LogPosition(line=_cursor_arg("line"), step=_cursor_arg("step"))
+    log_html, position = render_log(chunks, at, open_last=not finished)
+    done = finished and not chunks
     return render_template(
         "builds/_log_update.html",
         job=job,
-        text=strip_ansi(text),
+        log_html=log_html,
         offset=next_offset,
-        state=state,
-        trigger=trigger,
+        position=position,
+        state=new_state,
+        trigger=not done,
+        error_at=_failed_line(job) if done else None,
     )
+
+
+@bp.route("/jobs/<int:job_id>/log.txt")
+def job_log_text(job_id):
+    """The whole stored log as plain text (ANSI codes stripped; ``?ansi=1`` keeps them)."""
+    job = _job_or_404(job_id)
+    return log_text_response(job, keep_ansi=request.args.get("ansi") in ("1", "true", "yes"))

@@ -2,9 +2,11 @@
 
 The job's database row is the truth. ``run_build(job_id)`` moves it ``queued -> running``
 with a compare-and-set update (so a job never runs twice and a cancelled one never
-starts), then pulls the base image, checks it, builds, pushes and confirms the push
-against the registry, announcing each step in the log. Whatever happens, the row ends
-``succeeded``, ``failed`` or ``cancelled`` with an error summary.
+starts), then pulls the base image, checks it, builds, verifies the image (its package
+manifest, the requested lines, the test command: ``verify.py``), pushes and confirms the
+push against the registry, announcing each step in the log. Whatever happens, the row ends
+``succeeded``, ``failed`` or ``cancelled`` with an error summary; a succeeded job is then
+handed to the active revision (which moves ``latest``).
 
 While the build runs a heartbeat thread stamps ``heartbeat_at`` and watches
 ``cancel_requested``; the main thread notices a cancel request or the timeout within a
@@ -25,21 +27,28 @@ from sqlalchemy import select, update
 
 from ..credentials.service import credential_password
 from ..extensions import db
+from ..i18n import stored as said
 from ..models import BuildJob, JobStatus, RegistryCredential, utcnow
+from ..notify import job_finished
+from ..revisions.active import after_build_succeeded
 from ..specs.containerfile import CA_BUNDLE_CONTEXT_NAME, BuildOptions, render_containerfile
 from ..specs.validation import SpecInput, registry_host
+from . import livelog
+from .cache import SharedCache
 from .control import claim_job, requeue_later
 from .logs import append_log_chunk
 from .logwriter import LogWriter
 from .orphans import BuildClaim
-from .podman import END, Podman, PodmanFailure, RegistryAuth, build_context
+from .pip_secret import PipIndexSecret
+from .podman import END, Podman, PodmanFailure, RegistryAuth, build_context, pulled_digest, registry_config_header
 from .queue import rq_job_id
 from .registry import ImageRef, RegistryClient, RegistryError
+from .verify import VerificationFailed, verify_image
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.05  # also how late a held log line may be flushed while someone reads live
 FINAL_WRITE_ATTEMPTS = 5
 SPEC_BUSY_RETRY_SECONDS = 15
 # What the kernel's ENOSPC reads as, in a RUN step's output or in Podman's own error.
@@ -111,7 +120,7 @@ def claim(job_id: int, worker: str) -> bool:
         db.session.execute(
             update(BuildJob)
             .where(BuildJob.id == job_id, BuildJob.status == JobStatus.QUEUED)
-            .values(status=JobStatus.CANCELLED, error="Cancelled before it started.", finished_at=now, updated_at=now)
+            .values(status=JobStatus.CANCELLED, error=said.CANCELLED_BEFORE_START, finished_at=now, updated_at=now)
         )
         db.session.commit()
     else:
@@ -144,7 +153,7 @@ def finish(job_id: int, status: str, error: str | None = None, **fields) -> bool
     return False
 
 
-def _db_store(job_id: int):
+def _db_store(job_id: int, redis):
     def store(text: str, progress: str | None, truncated: bool) -> None:
         try:
             job = db.session.get(BuildJob, job_id)
@@ -158,6 +167,7 @@ def _db_store(job_id: int):
         except Exception:
             db.session.rollback()
             raise
+        livelog.announce_chunk(redis, job_id)
 
     return store
 
@@ -209,7 +219,7 @@ class Outcome:
 
 
 class BuildRun:
-    STEPS = 5
+    STEPS = 6
 
     def __init__(self, job_id: int, config):
         self.job_id = job_id
@@ -220,10 +230,13 @@ class BuildRun:
             self.registry_auth = RegistryAuth(
                 _registry_of(config["REGISTRY"]), config["REGISTRY_USERNAME"], config.get("REGISTRY_PASSWORD") or ""
             )
+        redis = livelog.worker_redis(config["REDIS_URL"])
         self.logw = LogWriter(
-            _db_store(job_id),
+            _db_store(job_id, redis),
             max_bytes=int(config["LOG_MAX_BYTES"]),
             flush_seconds=float(config["LOG_FLUSH_SECONDS"]),
+            watched=livelog.Watched(redis, job_id),
+            live_flush_seconds=float(config["LOG_LIVE_FLUSH_SECONDS"]),
             secrets=self.registry_auth.secret_forms() if self.registry_auth else (),
         )
         self.logw.add_secret(config.get("REGISTRY_PASSWORD"))
@@ -232,6 +245,7 @@ class BuildRun:
         self.last_error_line: str | None = None  # a package manager's "E: ..." / "ERROR: ..."
         self.disk_full = False  # the output or Podman said "no space left on device"
         self._unfinished_line = ""  # Podman's stream chunks need not end at line ends
+        self.pip_secret: PipIndexSecret | None = None
 
     # The whole job: claim, build, always a final state.
     def run(self) -> str | None:
@@ -244,7 +258,7 @@ class BuildRun:
         self.deadline = started + self.timeout
         self.heartbeat = Heartbeat(current_app._get_current_object(), self.job_id)
         self.heartbeat.start()
-        status, error, fields = JobStatus.FAILED, "The build ended unexpectedly.", {}
+        status, error, fields = JobStatus.FAILED, said.ENDED_UNEXPECTEDLY, {}
         try:
             outcome = self.build()
             status, error = JobStatus.SUCCEEDED, None
@@ -254,7 +268,7 @@ class BuildRun:
         except BuildStopped as exc:
             status, error = exc.status, str(exc)
             self._log_end(f"{status.capitalize()}: {exc}")
-        except (BuildFailed, PodmanFailure, RegistryError) as exc:
+        except (BuildFailed, VerificationFailed, PodmanFailure, RegistryError) as exc:
             error = self.logw.redact(str(exc))
             self._log_end(f"Failed: {error}")
         except BaseException as exc:  # RQ's shutdown and timeout exceptions included
@@ -266,7 +280,16 @@ class BuildRun:
             self._finish(status, error, fields)
             raise
         self._finish(status, error, fields)
+        if status == JobStatus.SUCCEEDED:
+            self._activate()
         return status
+
+    def _activate(self) -> None:
+        try:
+            after_build_succeeded(self.job_id)
+        except Exception:
+            db.session.rollback()
+            log.warning("job=%s could not update the active revision", self.job_id, exc_info=True)
 
     def _hand_back(self, worker: str) -> bool:
         """The worker is shutting down (a deploy): the build has been stopped in Podman;
@@ -314,6 +337,7 @@ class BuildRun:
             db.session.remove()
         if finish(self.job_id, status, error, **fields):
             log.info("job=%s event=%s%s", self.job_id, status, f" error={error!r}" if error else "")
+            job_finished(self.job_id, status)
         else:
             log.warning("job=%s event=final_state_not_written status=%s (the row is no longer running)",
                         self.job_id, status)
@@ -328,6 +352,7 @@ class BuildRun:
             apt=list(snapshot.get("apt") or []),
             pip=list(snapshot.get("pip") or []),
             conda=list(snapshot.get("conda") or []),
+            test_command=snapshot.get("test_command") or None,
         )
         target = f"{self.config['REGISTRY']}/{spec.name}:{job.tag}"
         db.session.commit()  # end the read transaction: SQLite writers must not wait on us
@@ -341,6 +366,7 @@ class BuildRun:
             containerfile, context = self.render(spec, base_user)
             self.store_containerfile(snapshot, containerfile)
             self.build_image(podman, context, target, base, pull_auth)
+            verify_image(self, podman, target, spec)
             return self.push(podman, target)
         finally:
             podman.close()
@@ -348,16 +374,17 @@ class BuildRun:
     # Step 1: the base image.
     def _pull_auth(self, spec: SpecInput) -> RegistryAuth | None:
         if not spec.pull_secret:
-            return None
+            # Another spec's image (under REGISTRY) is pulled with the push credentials.
+            own = spec.base_image.startswith(self.config["REGISTRY"] + "/")
+            return self.registry_auth if own else None
         cred = db.session.scalar(select(RegistryCredential).where(RegistryCredential.name == spec.pull_secret))
         if cred is None:
-            raise BuildFailed(f"The pull secret {spec.pull_secret!r} no longer exists; choose another one for this spec.")
+            raise BuildFailed(said.PULL_SECRET_GONE % {"secret": repr(spec.pull_secret)})
         host = registry_host(spec.base_image)
         if not _same_registry(cred.registry_host, host):
-            raise BuildFailed(
-                f"Credential {cred.name!r} is for registry {cred.registry_host}, but the base image "
-                f"{spec.base_image} comes from {host}; it is not sent there."
-            )
+            raise BuildFailed(said.CREDENTIAL_OTHER_REGISTRY % {
+                "credential": repr(cred.name), "registry": cred.registry_host, "image": spec.base_image, "host": host,
+            })
         auth = RegistryAuth(cred.registry_host, cred.username, credential_password(cred))
         for form in auth.secret_forms():
             self.logw.add_secret(form)
@@ -365,13 +392,12 @@ class BuildRun:
 
     def pull_base(self, podman: Podman, spec: SpecInput, auth: RegistryAuth | None) -> dict:
         base = spec.base_image
-        self.announce(1, f"Pulling base image {base}", "pulling base image")
+        self.announce(1, f"Pulling base image {base}", said.PULLING_BASE)
         if base.startswith("localhost/"):
             self.logw.line(f"{base} is a local image (localhost/): using the build host's copy, never pulled.")
             info = podman.inspect_image(base)
             if info is None:
-                raise BuildFailed(f"The base image {base} is not in the build host's local image storage "
-                                  "(images under localhost/ are never pulled).")
+                raise BuildFailed(said.LOCAL_BASE_MISSING % {"image": base})
         else:
             host = registry_host(base)
             if auth:
@@ -382,21 +408,38 @@ class BuildRun:
                 raise BuildFailed(self._pull_error(spec, host, error))
             info = podman.inspect_image(qualified)
             if info is None:
-                raise BuildFailed(f"Podman reported pulling {base} but does not have it.")
-        self.logw.line(f"Base image {base}: id {info.get('Id', '?')[:12]}, digest {info.get('Digest', '?')}")
+                raise BuildFailed(said.PULLED_BASE_MISSING % {"image": base})
+        digest = pulled_digest(info, qualified_reference(base), self._tag_digest(base, auth))
+        self.logw.line(f"Base image {base}: id {info.get('Id', '?')[:12]}, digest {digest or '?'}")
+        self._record(base_digest=digest)
         return info
+
+    def _tag_digest(self, base: str, auth: RegistryAuth | None) -> str | None:
+        """What the base's tag points at in its registry now (None for a local base, or
+        when the registry cannot be asked): which of the image's digests was pulled."""
+        if base.startswith("localhost/"):
+            return None
+        # Imported here: the watch builds on the catalogue's services, which import the runner.
+        from ..watch.base_check import tag_digest
+
+        verify = self._tls_verify_for(registry_host(base))
+        return tag_digest(base, auth.username if auth else None, auth.password if auth else None, verify is not False)
+
+    def _record(self, **fields) -> None:
+        """Facts the build learns on the way (base digest, manifest summary) onto the row."""
+        db.session.execute(update(BuildJob).where(BuildJob.id == self.job_id).values(**fields))
+        db.session.commit()
 
     def _pull_error(self, spec: SpecInput, host: str, error: str) -> str:
         lowered = error.lower()
         if any(word in lowered for word in ("unauthorized", "authentication required", "denied", "forbidden", "401", "403")):
             if spec.pull_secret:
-                return (f"Credential {spec.pull_secret!r} was refused by registry {host} for {spec.base_image}: "
-                        "check its username and password on the Credentials page.")
-            return (f"The base image {spec.base_image} needs a registry credential ({host} asked for one, or the "
-                    f"image does not exist there): tick 'use image pull secret' and choose a credential for {host}.")
+                return said.PULL_CREDENTIAL_REFUSED % {"credential": repr(spec.pull_secret), "host": host,
+                                                       "image": spec.base_image}
+            return said.PULL_NEEDS_CREDENTIAL % {"image": spec.base_image, "host": host}
         if "manifest unknown" in lowered or "not found" in lowered or "name unknown" in lowered:
-            return f"The base image {spec.base_image} was not found in registry {host}: {error}"
-        return f"Pulling the base image {spec.base_image} failed: {error}"
+            return said.BASE_NOT_FOUND % {"image": spec.base_image, "host": host, "error": error}
+        return said.PULL_FAILED % {"image": spec.base_image, "error": error}
 
     def _tls_verify_for(self, host: str) -> bool | None:
         """False only for the operator's registry marked REGISTRY_TLS_VERIFY=false; otherwise
@@ -407,7 +450,7 @@ class BuildRun:
 
     # Step 2: pre-flight checks.
     def preflight(self, podman: Podman, spec: SpecInput, base: dict) -> str | None:
-        self.announce(2, "Pre-flight checks", "pre-flight")
+        self.announce(2, "Pre-flight checks", said.PREFLIGHT)
         base_user = (base.get("Config") or {}).get("User") or None
         if base_user and base_user not in ("root", "0", "0:0"):
             self.logw.line(f"The base image runs as {base_user}; the build installs as root and restores {base_user} at the end.")
@@ -416,11 +459,7 @@ class BuildRun:
         if spec.conda:
             tool = podman.find_conda_tool(base.get("Id") or spec.base_image)
             if not tool:
-                raise BuildFailed(
-                    f"Conda packages need micromamba, mamba or conda in the base image, and {spec.base_image} has "
-                    "none. Use a base image that ships one (for example mambaorg/micromamba) or move these "
-                    "packages to pip."
-                )
+                raise BuildFailed(said.CONDA_TOOL_MISSING % {"image": spec.base_image})
             self.logw.line(f"Conda packages will be installed with {tool}.")
         return base_user
 
@@ -433,13 +472,18 @@ class BuildRun:
                 with open(ca_path, "rb") as fh:
                     extra[CA_BUNDLE_CONTEXT_NAME] = fh.read()
             except OSError as exc:
-                raise BuildFailed(f"BUILD_CA_BUNDLE {ca_path} cannot be read: {exc.strerror}") from None
-        options = BuildOptions(
-            ca_bundle=bool(ca_path),
-            pip_index_url=self.config.get("PIP_INDEX_URL"),
-            pip_extra_index_urls=tuple(self.config.get("PIP_EXTRA_INDEX_URLS") or ()),
-            base_user=base_user,
-        )
+                raise BuildFailed(said.CA_BUNDLE_UNREADABLE % {"path": ca_path, "reason": exc.strerror}) from None
+        pip_index = {
+            "pip_index_url": self.config.get("PIP_INDEX_URL"),
+            "pip_extra_index_urls": tuple(self.config.get("PIP_EXTRA_INDEX_URLS") or ()),
+        }
+        # Index URLs with credentials go to the pip step as a build secret (pip_secret.py).
+        self.pip_secret = PipIndexSecret.from_config(self.config) if spec.pip else None
+        if self.pip_secret:
+            pip_index = self.pip_secret.build_options()
+            for form in self.pip_secret.secret_forms():
+                self.logw.add_secret(form)
+        options = BuildOptions(ca_bundle=bool(ca_path), base_user=base_user, **pip_index)
         containerfile = render_containerfile(spec, options)
         return containerfile, build_context(containerfile, extra)
 
@@ -451,40 +495,67 @@ class BuildRun:
         db.session.commit()
 
     def build_image(self, podman: Podman, context: bytes, target: str, base: dict, auth: RegistryAuth | None):
-        self.announce(3, f"Building {target}", "building")
+        self.announce(3, f"Building {target}", said.BUILDING)
+        cache = SharedCache.for_build(self.config, podman, self.job_id, self.logw, context)
         handle = podman.start_handle(base.get("Id", ""))
         # Held while the build runs: should this process die, the worker sweep finds the
         # build by its claim and stops it (app/builds/orphans.py).
         claim = BuildClaim.take(self.config["PODMAN_URL"], rq_job_id(self.job_id), handle, target)
         events = None
+        auths = self._build_auths(auth, cache)
         try:
-            events = podman.build(context, target, auth)
-            error = self.follow(events, stop=lambda: podman.stop_build(handle, events))
+            while True:  # twice when the registry refuses a cache push: then without it
+                events = cache.watch(self._start_build(podman, context, target, auths, cache))
+                error = self.follow(events, stop=lambda: podman.stop_build(handle, events))
+                if not cache.push_refused(error):
+                    break
         finally:
             # Over in Podman, unless its connection broke: then the sweep looks.
             claim.release(ended=events is None or not events.broken)
+        cache.record()
         if error:
             if self.disk_full or _DISK_FULL in error.lower():
-                raise BuildFailed(
-                    "The build host ran out of disk space (no space left on device) during the build: free space "
-                    f"in Podman's storage on the build host, then build again. (Podman: {error.strip()})"
-                )
+                raise BuildFailed(said.DISK_FULL % {"error": error.strip()})
             # The package manager's own line first: it is what an admin can act on.
             if self.last_error_line:
-                raise BuildFailed(f"The build failed: {self.last_error_line} (Podman: {error.strip()})")
-            raise BuildFailed(f"The build failed: {error.strip()}.")
+                raise BuildFailed(said.BUILD_FAILED_AT_LINE % {"line": self.last_error_line, "error": error.strip()})
+            raise BuildFailed(said.BUILD_FAILED % {"error": error.strip()})
         if podman.inspect_image(target) is None:
-            raise BuildFailed(f"The build ended without an image tagged {target}.")
+            raise BuildFailed(said.NO_IMAGE_TAGGED % {"image": target})
 
-    # Steps 4 and 5: push, then ask the registry.
+    def _build_auths(self, pull_auth: RegistryAuth | None, cache: SharedCache) -> list[RegistryAuth]:
+        """The credentials the build request carries: the base's registry (pull_auth) and,
+        while the shared cache uses a repository under REGISTRY, the push credentials for
+        it. A base of another registry or under localhost/ needs no pull credential, but
+        the cache does: without it such builds found no layer there and every push was
+        refused."""
+        auths = [pull_auth] if pull_auth else []
+        own = self.registry_auth
+        if (own and cache.uses_registry()
+                and _same_registry(_registry_of(cache.repository), own.host)
+                and not any(_same_registry(a.host, own.host) for a in auths)):
+            auths.append(own)
+        if len(auths) > 1:
+            self.logw.add_secret(registry_config_header(auths))
+        return auths
+
+    def _start_build(self, podman: Podman, context: bytes, target: str, auth, cache: SharedCache):
+        """The build request; the pip index secret, if any, rides in its context only."""
+        if not self.pip_secret:
+            return podman.build(context, target, auth, cache.build_params())
+        return podman.build(self.pip_secret.add_to_context(context), target, auth,
+                            {**cache.build_params(), **self.pip_secret.build_params()})
+
+    # Steps 5 and 6: push, then ask the registry.
     def push(self, podman: Podman, target: str) -> Outcome:
-        """Push the job's tag and confirm it in the registry; only then move `latest`."""
+        """Push the job's tag and confirm it in the registry. `latest` moves when the
+        revision is activated (app/revisions/active.py), after the job has succeeded."""
         ref = ImageRef.parse(target)
         tls_verify = self._tls_verify_for(ref.host)
-        self.announce(4, f"Pushing {target}", "pushing")
+        self.announce(5, f"Pushing {target}", said.PUSHING)
         self._push(podman, target, tls_verify)
 
-        self.announce(5, f"Confirming {target} in the registry", "confirming")
+        self.announce(6, f"Confirming {target} in the registry", said.CONFIRMING)
         client = RegistryClient(
             ref.host,
             self.config.get("REGISTRY_USERNAME"),
@@ -493,22 +564,14 @@ class BuildRun:
         )
         manifest = client.manifest(ref.repository, ref.tag)
         if manifest is None:
-            raise BuildFailed(f"The registry {ref.host} does not list {ref.repository}:{ref.tag} after the push.")
+            raise BuildFailed(said.NOT_LISTED_AFTER_PUSH % {"host": ref.host, "repository": ref.repository, "tag": ref.tag})
         self.logw.line(f"Registry has {target} at {manifest.digest} ({manifest.size_bytes} bytes compressed).")
-        if self.config.get("REGISTRY_PUSH_LATEST"):
-            latest = ImageRef(ref.host, ref.repository, "latest")
-            self.logw.line(f"Moving {latest}")
-            podman.tag_image(target, f"{ref.host}/{ref.repository}", "latest")
-            self._push(podman, str(latest), tls_verify)
-            moved = client.manifest(ref.repository, "latest")
-            if moved is None or moved.digest != manifest.digest:
-                raise BuildFailed(f"The registry's {ref.repository}:latest is not the image just pushed.")
         return Outcome(image=target, digest=manifest.digest, size_bytes=manifest.size_bytes)
 
     def _push(self, podman: Podman, push_ref: str, tls_verify: bool | None) -> None:
         error = self.follow(podman.push(push_ref, self.registry_auth, tls_verify))
         if error:
-            raise BuildFailed(f"Pushing {push_ref} failed: {error.strip()}")
+            raise BuildFailed(said.PUSH_FAILED % {"image": push_ref, "error": error.strip()})
 
     # -- shared plumbing ----------------------------------------------------------------
 
@@ -520,9 +583,9 @@ class BuildRun:
 
     def check_stop(self) -> None:
         if self.heartbeat and self.heartbeat.cancelled.is_set():
-            raise BuildStopped(JobStatus.CANCELLED, "Cancelled by an admin.")
+            raise BuildStopped(JobStatus.CANCELLED, said.CANCELLED_BY_ADMIN)
         if self.deadline is not None and time.monotonic() > self.deadline:
-            raise BuildStopped(JobStatus.FAILED, f"The build timed out after {self.timeout} s (BUILD_TIMEOUT).")
+            raise BuildStopped(JobStatus.FAILED, said.TIMED_OUT % {"seconds": self.timeout})
 
     def _note_error_lines(self, text: str) -> None:
         """Remember the last error line of the output, reading whole lines only (apt
@@ -570,24 +633,26 @@ class BuildRun:
 
 
 def _reset_requeue_count() -> None:
-    """A hand-back is not a failed start: the reconciler's retry budget starts afresh."""
+    """A hand-back is not a failed start: the reconciler's retry budget starts afresh,
+    and the requeue that follows spends none of it."""
     from rq import get_current_job
 
-    from ..ops.reconcile import REQUEUES_META
+    from ..ops.reconcile import HANDED_BACK_META, REQUEUES_META
 
     rq_job = get_current_job()
-    if rq_job is not None and rq_job.meta.get(REQUEUES_META):
+    if rq_job is not None:
         rq_job.meta[REQUEUES_META] = 0
+        rq_job.meta[HANDED_BACK_META] = True
         rq_job.save_meta()
 
 
 def _crash_message(exc: BaseException) -> str:
     name = type(exc).__name__
     if name == "ShutDownImminentException":
-        return "The worker shut down during the build (a deploy or restart); rebuild to try again."
+        return said.WORKER_SHUT_DOWN
     if name == "JobTimeoutException":
-        return "RQ's job timeout ended the build; it overran BUILD_TIMEOUT and could not be stopped in time."
-    return f"Internal error: {name}: {exc}"
+        return said.RQ_TIMEOUT
+    return said.INTERNAL_ERROR % {"exception": name, "detail": exc}
 
 
 def qualified_reference(ref: str) -> str:

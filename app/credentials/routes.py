@@ -1,5 +1,6 @@
 """Registry credential pages. A stored password is never rendered, not even into a form."""
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from ..extensions import db
@@ -40,7 +41,7 @@ def new():
     if errors:
         form = _typed(request.form)
         return render_template("credentials/form.html", form=form, errors=errors, credential=None), 422
-    flash(f"Saved registry credential {request.form['name'].strip()}.", "success")
+    flash(_("Saved registry credential %(name)s.", name=request.form["name"].strip()), "success")
     return redirect(url_for("credentials.index"))
 
 
@@ -54,7 +55,7 @@ def edit(name):
     if errors:
         form = _typed(request.form) | {"name": credential.name}
         return render_template("credentials/form.html", form=form, errors=errors, credential=credential), 422
-    flash(f"Saved registry credential {credential.name}.", "success")
+    flash(_("Saved registry credential %(name)s.", name=credential.name), "success")
     return redirect(url_for("credentials.index"))
 
 
@@ -64,7 +65,7 @@ def delete(name):
     try:
         delete_credential(credential)
     except CredentialInUse as exc:
-        flash(f"Not deleted: {exc}", "error")
+        flash(_("Not deleted: %(reason)s", reason=exc), "error")
     else:
-        flash(f"Deleted registry credential {name}.", "success")
+        flash(_("Deleted registry credential %(name)s.", name=name), "success")
     return redirect(url_for("credentials.index"))

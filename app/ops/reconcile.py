@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..builds.queue import BUILD_FUNCTION, build_queue, enqueue_options, redis_connection, rq_job_id
 from ..extensions import db
+from ..i18n import stored as said
 from ..models import BuildJob, JobStatus, utcnow
 from .logging import kv
 
@@ -39,6 +40,13 @@ QUEUED_GRACE = timedelta(seconds=10)
 # failed: a job that cannot even start must not loop forever. Counted in the RQ job's meta.
 REQUEUES_META = "imagebuilder_requeues"
 MAX_REQUEUES = 1
+# A worker handing its job back at shutdown (a deploy) marks its RQ job so: the requeue
+# that follows is not a failed start and spends none of that budget.
+HANDED_BACK_META = "imagebuilder_handed_back"
+# An RQ job that ended moments ago is left to the next pass: the worker that ran it may
+# still be doing its own bookkeeping on that id (status, registries), and the job enqueued
+# again would carry the same id.
+ENDED_GRACE = timedelta(seconds=10)
 # RQ states of a job that will still run (or is running) without our help.
 _ALIVE = (RQStatus.QUEUED, RQStatus.STARTED, RQStatus.SCHEDULED, RQStatus.DEFERRED)
 
@@ -78,7 +86,7 @@ def fail_lost_jobs(now: datetime) -> list[int]:
             .values(
                 status=case((BuildJob.cancel_requested, JobStatus.CANCELLED), else_=JobStatus.FAILED),
                 finished_at=now,
-                error=f"worker lost (no heartbeat since {seen:%Y-%m-%d %H:%M:%S} UTC)",
+                error=said.WORKER_LOST % {"since": f"{seen:%Y-%m-%d %H:%M:%S}"},
             )
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -113,19 +121,22 @@ def requeue_missing_jobs(now: datetime, connection: Redis) -> tuple[list[int], l
             rq_job = _fetch(queue, job_id)
             if rq_job is not None and rq_job.get_status(refresh=False) in _ALIVE:
                 continue
+            if rq_job is not None and _ended_lately(rq_job, now):
+                continue
             # No hash (Redis lost it), or one in a final state: RQ ran the job and it ended
-            # without taking the row (the runner failed before its first step).
-            tries = rq_job.meta.get(REQUEUES_META, 0) if rq_job is not None else 0
-            if tries >= MAX_REQUEUES:
-                if _fail_never_started(job_id, now, rq_job.get_status(refresh=False)):
+            # without taking the row (the runner failed before its first step, or it was
+            # handed back at a shutdown).
+            tries = _tries(rq_job)
+            handed_back = rq_job is not None and bool(rq_job.meta.get(HANDED_BACK_META))
+            if tries >= MAX_REQUEUES and not handed_back:
+                if _fail_never_started(job_id, now, rq_job):
                     never_started.append(job_id)
                 continue
             if rq_job is not None:
                 rq_job.delete()
             try:
-                queue.enqueue(
-                    BUILD_FUNCTION, job_id, unique=True, meta={REQUEUES_META: tries + 1}, **enqueue_options(job_id)
-                )
+                spent = tries if handed_back else tries + 1
+                queue.enqueue(BUILD_FUNCTION, job_id, unique=True, meta={REQUEUES_META: spent}, **enqueue_options(job_id))
             except DuplicateJobError:
                 continue  # somebody enqueued it meanwhile: exactly what we wanted
             requeued.append(job_id)
@@ -133,6 +144,23 @@ def requeue_missing_jobs(now: datetime, connection: Redis) -> tuple[list[int], l
         return requeued, never_started
     finally:
         connection.eval(_RELEASE_LOCK, 1, lock_key, token)
+
+
+def _tries(rq_job: RQJob | None) -> int:
+    if rq_job is None:
+        return 0
+    return int(rq_job.meta.get(REQUEUES_META, 0) or 0)
+
+
+def _ended_lately(rq_job: RQJob, now: datetime) -> bool:
+    ended = rq_job.ended_at
+    if ended is None:
+        return False
+    if ended.tzinfo is not None and now.tzinfo is None:
+        ended = ended.replace(tzinfo=None)
+    elif ended.tzinfo is None and now.tzinfo is not None:
+        ended = ended.replace(tzinfo=now.tzinfo)
+    return now - ended < ENDED_GRACE
 
 
 def _known_job_ids(queue) -> set[str]:
@@ -150,11 +178,9 @@ def _fetch(queue, job_id: int) -> RQJob | None:
         return None
 
 
-def _fail_never_started(job_id: int, now: datetime, rq_status) -> bool:
-    reason = (
-        f"never started: its RQ job ended {getattr(rq_status, 'value', rq_status)} again after a retry, "
-        "before the worker took it (details in the RQ dashboard, /ops/rq)"
-    )
+def _fail_never_started(job_id: int, now: datetime, rq_job: RQJob) -> bool:
+    rq_status = rq_job.get_status(refresh=False)
+    reason = said.NEVER_STARTED % {"rq_status": getattr(rq_status, "value", rq_status)}
     changed = db.session.execute(
         update(BuildJob)
         .where(BuildJob.id == job_id, BuildJob.status == JobStatus.QUEUED)
@@ -163,14 +189,27 @@ def _fail_never_started(job_id: int, now: datetime, rq_status) -> bool:
     ).rowcount
     db.session.commit()
     if changed:
-        log.error("job=%s event=never_started rq_status=%s", job_id, getattr(rq_status, "value", rq_status))
+        log.error("job=%s event=never_started rq_status=%s rq_error=%s", job_id,
+                  getattr(rq_status, "value", rq_status), kv(_rq_error(rq_job)))
     return bool(changed)
+
+
+def _rq_error(rq_job: RQJob) -> str:
+    """The last line of what RQ recorded for the job's end (for the operator's log)."""
+    try:
+        result = rq_job.latest_result()
+        text = (result.exc_string if result is not None else None) or ""
+    except Exception:  # an old or foreign result format: the log line goes out without it
+        return "unknown"
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "none recorded"
 
 
 def run_periodically(app, interval: float | None = None, stop: threading.Event | None = None) -> threading.Thread:
     """Start a daemon thread that reconciles every `interval` seconds, stops the builds
     dead workers left in Podman (app/builds/orphans.py) and prunes old jobs every
     PRUNE_INTERVAL. The worker calls this once at start."""
+    from ..builds.cache import run_cache_prune
     from ..builds.maintenance import run_maintenance
     from ..builds.orphans import sweep_orphan_builds
     from .retention import prune_jobs
@@ -192,6 +231,7 @@ def run_periodically(app, interval: float | None = None, stop: threading.Event |
                         prune_jobs()
                         next_prune = time.monotonic() + app.config["PRUNE_INTERVAL"]
                     run_maintenance(app)  # image pruning: at most once per IMAGE_PRUNE_INTERVAL
+                    run_cache_prune(app)  # the shared cache repository, as often
                 except (SQLAlchemyError, RedisError, OSError) as exc:
                     db.session.rollback()
                     log.warning("event=reconcile_failed error=%s", kv(exc))

@@ -1,8 +1,10 @@
-"""Retention: old jobs and old failed logs are pruned, in bounded batches.
+"""Retention: old jobs, old failed logs and old audit rows are pruned, in bounded batches.
 
-Per spec the newest JOB_RETENTION_COUNT jobs stay with their logs. Never pruned: an
-active (queued or running) job, and the spec's latest succeeded job, whose image is
-the one the catalogue shows.
+Per spec the newest JOB_RETENTION_COUNT jobs stay with their logs. Never pruned: a
+queued or running job, the spec's active revision (its image is the one users take and
+the catalogue shows; its manifest rows go only with it), and its latest succeeded job
+(waiting for an admin to activate it when new builds are not activated automatically).
+Audit rows go after AUDIT_RETENTION_DAYS.
 """
 from __future__ import annotations
 
@@ -12,24 +14,30 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import delete, exists, func, select, update
 
+from .. import audit
 from ..extensions import db
 from ..models import BuildJob, JobStatus, LogChunk, utcnow
+from ..revisions import active as active_revision
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 
 
-def prune_jobs(keep_last: int | None = None, failed_log_days: int | None = None, now: datetime | None = None) -> dict:
-    """Delete jobs beyond the newest `keep_last` per spec and the log chunks of failed jobs
-    that ended more than `failed_log_days` ago. Returns the counts; commits per batch."""
+def prune_jobs(keep_last: int | None = None, failed_log_days: int | None = None, now: datetime | None = None,
+               audit_days: int | None = None) -> dict:
+    """Delete jobs beyond the newest `keep_last` per spec, the log chunks of failed jobs
+    that ended more than `failed_log_days` ago, and audit rows older than `audit_days`.
+    Returns the counts; commits per batch."""
     config = current_app.config
     keep_last = config["JOB_RETENTION_COUNT"] if keep_last is None else keep_last
     failed_log_days = config["FAILED_LOG_RETENTION_DAYS"] if failed_log_days is None else failed_log_days
+    audit_days = config["AUDIT_RETENTION_DAYS"] if audit_days is None else audit_days
     now = now or utcnow()
     summary = {
         "jobs_deleted": _delete_old_jobs(keep_last),
         "failed_logs_deleted": _delete_failed_logs(now - timedelta(days=failed_log_days)),
+        "audit_events_deleted": audit.prune(audit_days, now),
     }
     log.info("event=pruned %s", " ".join(f"{k}={v}" for k, v in summary.items()))
     return summary
@@ -51,6 +59,7 @@ def _delete_old_jobs(keep_last: int) -> int:
             ranked.c.rank > keep_last,
             ranked.c.status.in_(JobStatus.FINISHED),
             ranked.c.id.not_in(latest_succeeded),
+            ranked.c.id.not_in(active_revision.active_job_ids()),
         )
         .order_by(ranked.c.id)
         .limit(BATCH_SIZE)

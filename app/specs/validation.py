@@ -1,7 +1,8 @@
 """Validation and normalisation of everything an admin types into an image spec.
 
 Pure functions, no Flask: the page, the JSON API and the build all call
-``validate_spec``. Every line is either accepted in a normalised form or reported
+``validate_spec``. Messages go through Flask-Babel's ``gettext``: in the language of the
+request being answered, English outside one (the build, plain function calls). Every line is either accepted in a normalised form or reported
 with its line number and a reason; nothing is ever dropped silently.
 
 Accepted package lines contain printable ASCII only (no line breaks, no control
@@ -15,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from flask_babel import gettext as _
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from rattler import MatchSpec, Subdir
@@ -22,6 +24,12 @@ from rattler import MatchSpec, Subdir
 PACKAGE_FIELDS = ("apt", "pip", "conda")
 NAME_MAX_LENGTH = 128
 LINE_MAX_LENGTH = 500
+TEST_COMMAND_MAX_LENGTH = 1000
+# The default of MAX_PACKAGE_LINES: lines per package field, comments and blank lines included.
+PACKAGE_LINES_MAX = 300
+# The base_image column; a reference's parts alone could add up to more.
+IMAGE_REFERENCE_MAX_LENGTH = 512
+PULL_SECRET_MAX_LENGTH = 128
 
 # A registry path component with single separators only: the distribution spec also
 # allows '__' and runs of '-', but the catalogue keeps names plain.
@@ -55,6 +63,9 @@ _CONDA_URL_KEY_RE = re.compile(r"[\[,]\s*url\s*=")
 _CONDA_BRACKET_KEY_RE = re.compile(r"\b[a-z_]+\s*=(?!=)")
 _CONDA_TOKEN_RE = re.compile(r"[A-Za-z0-9_]+|\*")
 _CONDA_VERSION_ATOM_RE = re.compile(r"[A-Za-z0-9_.+!*]+")
+# What a build string is made of (py38h1234567_0, *_cpython), as rattler's strict
+# parser reads a third word; it would keep any quoted text in [build="..."] as one.
+_CONDA_BUILD_RE = re.compile(r"[A-Za-z0-9_*]+")
 _DEFAULT_CONDA_HOST = "https://conda.anaconda.org/"
 _CONDA_CHANNEL_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*/")
 _CONDA_SUBDIRS = frozenset(str(s) for s in Subdir.all())
@@ -85,6 +96,8 @@ class SpecInput:
     apt: list[str] = field(default_factory=list)
     pip: list[str] = field(default_factory=list)
     conda: list[str] = field(default_factory=list)
+    # Run in the built image with /bin/sh -c as its user (app/builds/verify.py); None: none.
+    test_command: str | None = None
 
 
 @dataclass
@@ -102,54 +115,61 @@ class ValidationResult:
 
 def validate_name(name: str) -> list[str]:
     if not name:
-        return ["A name is required."]
+        return [_("A name is required.")]
     if len(name) > NAME_MAX_LENGTH:
-        return [f"At most {NAME_MAX_LENGTH} characters (this one has {len(name)})."]
+        return [_too_long(name, NAME_MAX_LENGTH)]
     bad = sorted({c for c in name if not re.fullmatch(r"[a-z0-9._-]", c)})
     if bad:
         shown = ", ".join(repr(c) for c in bad)
-        message = f"Only lowercase letters, digits, '.', '-' and '_' are allowed (found {shown})."
         if name.lower() != name and not validate_name(name.lower()):
-            message += f" Did you mean {name.lower()!r}?"
-        return [message]
+            return [_("Only lowercase letters, digits, '.', '-' and '_' are allowed (found %(found)s). "
+                      "Did you mean %(suggestion)s?", found=shown, suggestion=repr(name.lower()))]
+        return [_("Only lowercase letters, digits, '.', '-' and '_' are allowed (found %(found)s).", found=shown)]
     if not _NAME_RE.fullmatch(name):
         return [
-            "'.', '-' and '_' may only stand between letters or digits: no separator at the "
-            "start or end, and no two in a row (the name becomes the image's registry path)."
+            _("'.', '-' and '_' may only stand between letters or digits: no separator at the "
+              "start or end, and no two in a row (the name becomes the image's registry path).")
         ]
     return []
 
 
+def _too_long(text: str, limit: int) -> str:
+    return _("At most %(limit)d characters (this one has %(length)d).", limit=limit, length=len(text))
+
+
 def validate_image_reference(ref: str) -> list[str]:
     if not ref:
-        return ["A base image is required."]
+        return [_("A base image is required.")]
+    if len(ref) > IMAGE_REFERENCE_MAX_LENGTH:
+        return [_too_long(ref, IMAGE_REFERENCE_MAX_LENGTH)]
     if not _PRINTABLE_ASCII_RE.fullmatch(ref) or " " in ref:
-        return ["An image reference may not contain spaces, line breaks, control or non-ASCII characters."]
+        return [_("An image reference may not contain spaces, line breaks, control or non-ASCII characters.")]
     match = _REFERENCE_RE.fullmatch(ref)
     if not match:
         lowered = _with_lowercase_path(ref)
         if lowered != ref and _REFERENCE_RE.fullmatch(lowered):
-            return [f"The repository path must be lowercase: did you mean {lowered!r}?"]
+            return [_("The repository path must be lowercase: did you mean %(suggestion)s?", suggestion=repr(lowered))]
         return [
-            "Not a valid image reference; expected [registry[:port]/]path[:tag][@sha256:digest], "
-            "for example docker.io/library/debian:bookworm."
+            _("Not a valid image reference; expected [registry[:port]/]path[:tag][@sha256:digest], "
+              "for example docker.io/library/debian:bookworm.")
         ]
     if len(match.group("name")) > _REFERENCE_NAME_MAX:
-        return [f"The repository name is longer than {_REFERENCE_NAME_MAX} characters."]
+        return [_("The repository name is longer than %(limit)d characters.", limit=_REFERENCE_NAME_MAX)]
     algorithm, digest = match.group("algorithm"), match.group("hex")
     if algorithm is not None:
         expected = _DIGEST_HEX_LENGTHS.get(algorithm)
         if expected is None:
-            return [f"Unsupported digest algorithm {algorithm!r}; use sha256."]
+            return [_("Unsupported digest algorithm %(algorithm)s; use sha256.", algorithm=repr(algorithm))]
         if len(digest) != expected or digest != digest.lower():
-            return [f"A {algorithm} digest is {expected} lowercase hexadecimal characters."]
+            return [_("A %(algorithm)s digest is %(length)d lowercase hexadecimal characters.",
+                      algorithm=algorithm, length=expected)]
     return []
 
 
 def _with_lowercase_path(ref: str) -> str:
     host, rest = "", ref
     if _looks_like_registry(ref):
-        host, _, rest = ref.partition("/")
+        host, _slash, rest = ref.partition("/")
         host += "/"
     path = re.split(r"[:@]", rest, maxsplit=1)[0]
     return host + path.lower() + rest[len(path):]
@@ -158,6 +178,20 @@ def _with_lowercase_path(ref: str) -> str:
 def _looks_like_registry(ref: str) -> bool:
     first, sep, _rest = ref.partition("/")
     return bool(sep) and ("." in first or ":" in first or first == "localhost" or first.startswith("["))
+
+
+def validate_test_command(command: str) -> list[str]:
+    """One line of at most TEST_COMMAND_MAX_LENGTH printable characters ('' is no test).
+    It runs only inside the built image, with /bin/sh -c, so any shell text is allowed."""
+    if len(command) > TEST_COMMAND_MAX_LENGTH:
+        return [_too_long(command, TEST_COMMAND_MAX_LENGTH)]
+    if _LINE_BREAK_RE.search(command):
+        return [_("One line only: join commands with && or ;.")]
+    bad = next((c for c in command if not c.isprintable()), None)
+    if bad is not None:
+        return [_("Only printable characters are allowed; found %(char)s (tabs and control characters included).",
+                  char=repr(bad))]
+    return []
 
 
 def registry_host(ref: str) -> str:
@@ -189,45 +223,50 @@ def _package_content(raw: str) -> str:
 
 def _check_characters(line: str) -> None:
     if len(line) > LINE_MAX_LENGTH:
-        raise LineInvalid(f"The line is too long ({len(line)} characters, at most {LINE_MAX_LENGTH}).")
+        raise LineInvalid(_("The line is too long (%(length)d characters, at most %(limit)d).",
+                            length=len(line), limit=LINE_MAX_LENGTH))
     if _PRINTABLE_ASCII_RE.fullmatch(line):
         return
     bad = next(c for c in line if not _PRINTABLE_ASCII_RE.fullmatch(c))
     if bad.isascii():
-        raise LineInvalid(f"Control characters such as {bad!r} (tabs included) are not allowed.")
-    raise LineInvalid(f"Only ASCII characters are allowed; found {bad!r}.")
+        raise LineInvalid(_("Control characters such as %(char)s (tabs included) are not allowed.", char=repr(bad)))
+    raise LineInvalid(_("Only ASCII characters are allowed; found %(char)s.", char=repr(bad)))
 
 
 def normalize_apt(line: str) -> tuple[str, str]:
     """('name[=version|/release]', duplicate key) or LineInvalid."""
     _check_characters(line)
     if line.startswith("-"):
-        raise LineInvalid("Options are not allowed, only package names.")
+        raise LineInvalid(_("Options are not allowed, only package names."))
     if " " in line:
-        raise LineInvalid("One package per line; spaces are not allowed.")
+        raise LineInvalid(_("One package per line; spaces are not allowed."))
     name, version, release = line, None, None
     if "=" in line:
-        name, _, version = line.partition("=")
+        name, _equals, version = line.partition("=")
     elif "/" in line:
-        name, _, release = line.partition("/")
+        name, _slash, release = line.partition("/")
     if not _APT_NAME_RE.fullmatch(name):
         if name.lower() != name and _APT_NAME_RE.fullmatch(name.lower()):
-            raise LineInvalid(f"Debian package names are lowercase: did you mean {name.lower()!r}?")
+            raise LineInvalid(_("Debian package names are lowercase: did you mean %(suggestion)s?",
+                                suggestion=repr(name.lower())))
         if ":" in name and _APT_NAME_RE.fullmatch(name.partition(":")[0]):
-            raise LineInvalid("Architecture qualifiers (name:arch) are not supported; the image's own architecture is used.")
+            raise LineInvalid(_("Architecture qualifiers (name:arch) are not supported; "
+                                "the image's own architecture is used."))
         raise LineInvalid(
-            f"{name!r} is not a Debian package name (lowercase letters, digits, '+', '-', '.'; "
-            "at least two characters, starting with a letter or digit)."
+            _("%(name)s is not a Debian package name (lowercase letters, digits, '+', '-', '.'; "
+              "at least two characters, starting with a letter or digit).", name=repr(name))
         )
     if version is not None:
         if not version:
-            raise LineInvalid("A version is required after '='.")
+            raise LineInvalid(_("A version is required after '='."))
         if not _APT_VERSION_RE.fullmatch(version):
-            raise LineInvalid(f"{version!r} is not a Debian version ([epoch:]upstream[-revision]).")
+            raise LineInvalid(_("%(version)s is not a Debian version ([epoch:]upstream[-revision]).",
+                                version=repr(version)))
         return f"{name}={version}", name
     if release is not None:
         if not _APT_RELEASE_RE.fullmatch(release):
-            raise LineInvalid(f"{release!r} is not a release name (for example bookworm-backports).")
+            raise LineInvalid(_("%(release)s is not a release name (for example bookworm-backports).",
+                                release=repr(release)))
         return f"{name}/{release}", name
     return name, name
 
@@ -238,14 +277,14 @@ def normalize_pip(line: str) -> tuple[str, str]:
     if line.startswith("-"):
         raise LineInvalid(_pip_option_reason(line.split()[0].split("=")[0]))
     if "://" in line.split(";")[0].split("@")[0] or line.startswith((".", "/", "~")):
-        raise LineInvalid("URLs and paths are not allowed; name a package from the index (for example requests>=2).")
+        raise LineInvalid(_("URLs and paths are not allowed; name a package from the index (for example requests>=2)."))
     try:
         req = Requirement(line)
     except InvalidRequirement as exc:
-        reason = str(exc).splitlines()[0]
-        raise LineInvalid(f"Not a valid requirement (PEP 508): {reason}") from None
+        # packaging's own reason, in English
+        raise LineInvalid(_("Not a valid requirement (PEP 508): %(reason)s", reason=str(exc).splitlines()[0])) from None
     if req.url:
-        raise LineInvalid("Direct URL references (name @ URL) are not allowed; name a package from the index.")
+        raise LineInvalid(_("Direct URL references (name @ URL) are not allowed; name a package from the index."))
     name = canonicalize_name(req.name)
     text = name
     if req.extras:
@@ -259,53 +298,62 @@ def normalize_pip(line: str) -> tuple[str, str]:
 
 def _pip_option_reason(option: str) -> str:
     if option in _PIP_INDEX_OPTIONS:
-        return (
-            f"pip option {option} is not allowed here; package indexes are set by the operator "
-            "(PIP_INDEX_URL, PIP_EXTRA_INDEX_URLS)."
-        )
+        return _("pip option %(option)s is not allowed here; package indexes are set by the operator "
+                 "(PIP_INDEX_URL, PIP_EXTRA_INDEX_URLS).", option=option)
     if option in ("-r", "--requirement", "-c", "--constraint"):
-        return f"pip option {option} is not allowed here; list the packages themselves, one per line."
+        return _("pip option %(option)s is not allowed here; list the packages themselves, one per line.",
+                 option=option)
     if option in ("-e", "--editable"):
-        return "Editable installs (-e) are not allowed; name a package from the index."
-    return f"pip options such as {option} are not allowed here, only requirements (for example requests>=2)."
+        return _("Editable installs (-e) are not allowed; name a package from the index.")
+    return _("pip options such as %(option)s are not allowed here, only requirements (for example requests>=2).",
+             option=option)
 
 
 def normalize_conda(line: str, allowed_channels=()) -> tuple[str, str]:
     """A conda MatchSpec in rattler's canonical form, or LineInvalid."""
     _check_characters(line)
     if line.startswith("-"):
-        raise LineInvalid("Options are not allowed, only package specs.")
+        raise LineInvalid(_("Options are not allowed, only package specs."))
     if "#" in line:
         # rattler, like conda, would cut the line at '#' without a word.
-        raise LineInvalid("'#' may only start a comment, after a space (numpy  # why).")
+        raise LineInvalid(_("'#' may only start a comment, after a space (numpy  # why)."))
     spec = _parse_match_spec(line)
     if spec.name is None:
-        raise LineInvalid("A package name is required.")
+        raise LineInvalid(_("A package name is required."))
     if spec.namespace is not None:
-        raise LineInvalid("Namespaces (channel:namespace:name) are not supported; write channel::name.")
+        raise LineInvalid(_("Namespaces (channel:namespace:name) are not supported; write channel::name."))
+    if spec.build is not None and not _CONDA_BUILD_RE.fullmatch(str(spec.build)):
+        raise LineInvalid(
+            _("%(build)s is not a build string: letters, digits, '_' and '*' only "
+              "(for example py311h1234567_0 or *_cpython).", build=repr(str(spec.build)))
+        )
     text = str(spec)
     if _CONDA_URL_KEY_RE.search(text):
-        raise LineInvalid("Package URLs (url=... or a package file URL) are not allowed; name a package from a channel.")
+        raise LineInvalid(_("Package URLs (url=... or a package file URL) are not allowed; "
+                            "name a package from a channel."))
     if spec.subdir is not None and spec.subdir not in _CONDA_SUBDIRS:
-        raise LineInvalid(f"Unknown subdir {spec.subdir!r}; expected a platform such as linux-64 or noarch.")
+        raise LineInvalid(_("Unknown subdir %(subdir)s; expected a platform such as linux-64 or noarch.",
+                            subdir=repr(spec.subdir)))
     if spec.channel is not None and spec.channel.base_url.startswith(_DEFAULT_CONDA_HOST):
         named = spec.channel.base_url[len(_DEFAULT_CONDA_HOST):]
         if not _CONDA_CHANNEL_NAME_RE.fullmatch(named):
             raise LineInvalid(
-                "A channel name may only contain letters, digits, '.', '_', '-' and '/' "
-                "(for example conda-forge or conda-forge/label/dev)."
+                _("A channel name may only contain letters, digits, '.', '_', '-' and '/' "
+                  "(for example conda-forge or conda-forge/label/dev).")
             )
     elif spec.channel is not None:
         allowed = {c.rstrip("/") + "/" for c in allowed_channels}
         if spec.channel.base_url not in allowed:
             if spec.channel.base_url.startswith("file:"):
-                raise LineInvalid("Local channels (file paths) are not allowed; use a named channel such as conda-forge.")
+                raise LineInvalid(_("Local channels (file paths) are not allowed; "
+                                    "use a named channel such as conda-forge."))
             raise LineInvalid(
-                f"Channel URL {_without_password(spec.channel.base_url)} is not allowed; the operator can allow it "
-                "in CONDA_ALLOWED_CHANNELS, or use a named channel such as conda-forge."
+                _("Channel URL %(url)s is not allowed; the operator can allow it in CONDA_ALLOWED_CHANNELS, "
+                  "or use a named channel such as conda-forge.", url=_without_password(spec.channel.base_url))
             )
     if not _PRINTABLE_ASCII_RE.fullmatch(text) or text.startswith("-") or not _is_stable(spec):
-        raise LineInvalid(f"This spec does not read back the same once normalised ({text!r}); write it plainly.")
+        raise LineInvalid(_("This spec does not read back the same once normalised (%(text)s); write it plainly.",
+                            text=repr(text)))
     return text, spec.name.normalized
 
 
@@ -332,7 +380,8 @@ def _parse_match_spec(line: str) -> MatchSpec:
     try:
         spec = MatchSpec(line, strict=True)
     except Exception as strict_error:  # rattler raises its own InvalidMatchSpecError
-        reason = f"Not a valid conda MatchSpec: {_first_line(strict_error)}"
+        # rattler's own reason, in English
+        reason = _("Not a valid conda MatchSpec: %(reason)s", reason=_first_line(strict_error))
         try:
             spec = MatchSpec(line)
         except Exception:
@@ -373,6 +422,17 @@ def _normalize(field_name: str, line: str, allowed_channels) -> tuple[str, str]:
     return normalize_conda(line, allowed_channels)
 
 
+def _too_many_lines(value, max_lines: int) -> int | None:
+    """The number of lines (textarea) or entries (API list) when over ``max_lines``."""
+    if isinstance(value, str):
+        count = len(_LINE_BREAK_RE.findall(value)) + 1
+    elif isinstance(value, (list, tuple)):
+        count = len(value)
+    else:
+        return None
+    return count if count > max_lines else None
+
+
 def _numbered_lines(field_name: str, value, errors: list[FieldError]):
     """(line number, content) from textarea text or an API list of strings.
 
@@ -383,24 +443,31 @@ def _numbered_lines(field_name: str, value, errors: list[FieldError]):
         yield from iter_package_lines(value or "")
         return
     if not isinstance(value, (list, tuple)):
-        errors.append(FieldError(field_name, "Expected text or a list of strings."))
+        errors.append(FieldError(field_name, _("Expected text or a list of strings.")))
         return
     for number, entry in enumerate(value, 1):
         if not isinstance(entry, str):
-            errors.append(FieldError(field_name, "Each entry must be a string.", number, repr(entry)))
+            errors.append(FieldError(field_name, _("Each entry must be a string."), number, repr(entry)))
         elif _LINE_BREAK_RE.search(entry):
             errors.append(
-                FieldError(field_name, "One package per entry; line breaks are not allowed.", number, entry)
+                FieldError(field_name, _("One package per entry; line breaks are not allowed."), number, entry)
             )
         elif content := _package_content(entry):
             yield number, content
 
 
-def validate_package_lines(field_name: str, text, allowed_channels=()):
-    """(sorted normalised lines, errors) for one package field (text or list of strings)."""
+def validate_package_lines(field_name: str, text, allowed_channels=(), max_lines=PACKAGE_LINES_MAX):
+    """(sorted normalised lines, errors) for one package field (text or list of strings).
+
+    A field over ``max_lines`` is one error and its lines are not read at all."""
     accepted: dict[str, str] = {}
     seen: dict[str, int] = {}
     errors: list[FieldError] = []
+    count = _too_many_lines(text, max_lines)
+    if count is not None:
+        message = _("At most %(limit)d lines per package field (this one has %(count)d; the limit is "
+                    "MAX_PACKAGE_LINES).", limit=max_lines, count=count)
+        return [], [FieldError(field_name, message)]
     for number, line in _numbered_lines(field_name, text, errors):
         try:
             normalized, key = _normalize(field_name, line, allowed_channels)
@@ -409,7 +476,8 @@ def validate_package_lines(field_name: str, text, allowed_channels=()):
             continue
         if key in seen:
             errors.append(
-                FieldError(field_name, f"{key!r} is already listed on line {seen[key]}.", number, line)
+                FieldError(field_name, _("%(package)s is already listed on line %(line)d.", package=repr(key),
+                                         line=seen[key]), number, line)
             )
             continue
         seen[key] = number
@@ -426,13 +494,14 @@ def _text_field(data: dict, key: str, errors: list[FieldError]) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        errors.append(FieldError(key, "Expected a string."))
+        errors.append(FieldError(key, _("Expected a string.")))
         return ""
     return value.strip()
 
 
-def validate_spec(data: dict, *, allowed_channels=(), check_name=True) -> ValidationResult:
-    """Validate a whole spec; ``data`` holds name, base_image, pull_secret, apt, pip, conda.
+def validate_spec(data: dict, *, allowed_channels=(), check_name=True, max_lines=PACKAGE_LINES_MAX) -> ValidationResult:
+    """Validate a whole spec; ``data`` holds name, base_image, pull_secret, apt, pip, conda
+    and test_command.
 
     Package fields may be textarea text (the page) or lists of strings (the API).
     """
@@ -440,16 +509,23 @@ def validate_spec(data: dict, *, allowed_channels=(), check_name=True) -> Valida
     name = _text_field(data, "name", errors)
     base_image = _text_field(data, "base_image", errors)
     pull_secret = _text_field(data, "pull_secret", errors) or None
+    if pull_secret and len(pull_secret) > PULL_SECRET_MAX_LENGTH:
+        errors.append(FieldError("pull_secret", _("A credential name has at most %(limit)d characters.",
+                                                  limit=PULL_SECRET_MAX_LENGTH)))
+    test_command = _text_field(data, "test_command", errors)
     typed_wrong = {e.field for e in errors}
     if check_name and "name" not in typed_wrong:
         errors += [FieldError("name", m) for m in validate_name(name)]
     if "base_image" not in typed_wrong:
         errors += [FieldError("base_image", m) for m in validate_image_reference(base_image)]
+    if "test_command" not in typed_wrong:
+        errors += [FieldError("test_command", m) for m in validate_test_command(test_command)]
     lists = {}
     for field_name in PACKAGE_FIELDS:
         lists[field_name], field_errors = validate_package_lines(
-            field_name, data.get(field_name), allowed_channels
+            field_name, data.get(field_name), allowed_channels, max_lines
         )
         errors += field_errors
-    spec = SpecInput(name=name, base_image=base_image, pull_secret=pull_secret, **lists)
+    spec = SpecInput(name=name, base_image=base_image, pull_secret=pull_secret, test_command=test_command or None,
+                     **lists)
     return ValidationResult(spec=None if errors else spec, errors=errors)

@@ -37,13 +37,18 @@
     return ok ? Promise.resolve() : Promise.reject(new Error("copy refused"));
   }
 
+  // What the button says afterwards, in the page's language (data attributes of <body>, base.html).
+  function bodyLabel(name, fallback) {
+    return document.body.getAttribute(name) || fallback;
+  }
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
     if (!button) return;
     var label = button.textContent;
     copyText(button.getAttribute("data-copy")).then(
-      function () { button.textContent = "Copied"; button.classList.add("copied"); },
-      function () { button.textContent = "Select and copy"; }
+      function () { button.textContent = bodyLabel("data-copied-label", "Copied"); button.classList.add("copied"); },
+      function () { button.textContent = bodyLabel("data-copy-failed-label", "Select and copy"); }
     );
     setTimeout(function () { button.textContent = label; button.classList.remove("copied"); }, 1500);
   });
@@ -69,19 +74,5 @@
     }
     var close = event.target.closest("[data-close-dialog]");
     if (close) close.closest("dialog").close();
-  });
-
-  // The build log follows new output until the reader scrolls up; scrolling back down resumes.
-  var follow = true;
-  document.addEventListener("scroll", function (event) {
-    var log = event.target;
-    if (log.id !== "log") return;
-    follow = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
-  }, true);
-  document.addEventListener("htmx:afterSwap", function (event) {
-    var log = event.detail.target;
-    if (log && log.id === "log" && follow) {
-      log.scrollTop = log.scrollHeight;
-    }
   });
 })();

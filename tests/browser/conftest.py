@@ -82,6 +82,7 @@ def live_server_factory(tmp_path):
             "SECRET_KEY": uuid.uuid4().hex,
             "CREDENTIALS_KEY": Fernet.generate_key().decode(),
             "RQ_QUEUE": f"browser-test-{uuid.uuid4().hex[:12]}",
+            "THROTTLE_KEY_PREFIX": f"browser-test-{uuid.uuid4().hex[:12]}",
             **overrides,
         }
         app = create_app(settings)
@@ -110,6 +111,24 @@ def live_server(live_server_factory, live_server_config) -> LiveServer:
     return live_server_factory(**live_server_config)
 
 
+@pytest.fixture
+def build_stack(tmp_path):
+    """The real build services and a worker's settings (tests/integration/support.py); the
+    test starts the worker. A module whose live server shares them overrides
+    ``live_server_config`` with ``build_stack.settings``."""
+    from integration.support import Stack, start_services
+
+    try:
+        services = start_services()
+    except Exception as exc:
+        pytest.fail(f"The integration services could not be started: {exc}", pytrace=False)
+    workdir = tmp_path / "stack"
+    workdir.mkdir()
+    stack = Stack(workdir=workdir, services=services)
+    yield stack
+    stack.stop()
+
+
 @pytest.fixture(scope="session")
 def browser():
     if not os.path.exists(CHROMIUM):
@@ -120,15 +139,31 @@ def browser():
         chromium.close()
 
 
+# Every Content-Security-Policy violation (a blocked inline script or style attribute, a
+# blocked resource, eval) is reported to the console, where the fixture below collects it.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
+    + ` at ${event.sourceFile || location.href}:${event.lineNumber}`);
+});
+"""
+
+
 @pytest.fixture
 def page(browser, live_server):
-    """A fresh browser tab on the live server; JavaScript errors fail the test."""
+    """A fresh browser tab on the live server; JavaScript errors and any
+    Content-Security-Policy violation fail the test."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 860})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     tab = context.new_page()
     tab.set_default_timeout(10_000)
     errors = []
     tab.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    tab.on(
+        "console",
+        lambda msg: "Content Security Policy" in msg.text and errors.append(f"console: {msg.text}"),
+    )
     # 401/422 answers are the app working as meant; anything else logged as an error is not.
     tab.on(
         "console",
@@ -147,7 +182,7 @@ def signed_in(page):
     page.goto("/login")
     page.fill("#username", ADMIN_USERNAME)
     page.fill("#password", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")  # not the header's language buttons
     page.wait_for_url("**/")
     return page
 

@@ -14,29 +14,20 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import BuildJob, ImageSpec
-from integration.support import BASE, Stack, start_services
+from integration.support import BASE
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 # A base image whose pip takes its time and says so, so the running state and the
-# growing log are there to be watched.
-SLOW_PIP = """#!/bin/sh
+# growing log are there to be watched; it prints in colour and draws a progress bar with
+# carriage returns, as pip and apt do on a terminal.
+SLOW_PIP = r"""#!/bin/sh
 for n in 1 2 3 4 5 6 7 8; do echo "slow pip, second $n"; sleep 1; done
+printf '\033[1;32mcoloured: all green\033[0m\n'
+for p in 0 25 50 75 100; do printf '\rfetching wheels %3d%%' $p; done
+printf '\n'
 exec /usr/bin/pip "$@"
 """
-
-
-@pytest.fixture
-def build_stack(tmp_path):
-    try:
-        services = start_services()
-    except Exception as exc:
-        pytest.fail(f"The integration services could not be started: {exc}", pytrace=False)
-    workdir = tmp_path / "stack"
-    workdir.mkdir()
-    stack = Stack(workdir=workdir, services=services)
-    yield stack
-    stack.stop()
 
 
 @pytest.fixture
@@ -85,6 +76,16 @@ def test_watch_a_real_build_live(signed_in, live_server, build_stack, screenshot
 
     expect(job_page.locator("#job-status .badge")).to_have_text("succeeded", timeout=180_000)
     expect(log).to_contain_text("==> Done")
+    # Colour as a styled span, no escape codes; the progress bar is one line at its end.
+    expect(log.locator(".ansi-fg2.ansi-bold")).to_have_text("coloured: all green")
+    assert "\x1b" not in log.text_content() and "[1;32m" not in log.text_content()
+    expect(log.locator(".line", has_text="fetching wheels")).to_have_count(1)
+    expect(log.locator(".line", has_text="fetching wheels")).to_have_text(re.compile(r"fetching wheels 100%$"))
+    # Each step folds, with its duration; the download is the stored log as plain text.
+    expect(log.locator("details.log-step", has_text=re.compile(r"\[1/\d+\] Pulling"))).to_have_count(1)
+    expect(log.locator("details.log-step .step-time").first).to_have_text(re.compile(r"\d s$"))
+    download = job_page.request.get(f"/jobs/{job_id}/log.txt")
+    assert "coloured: all green\n" in download.text() and "\x1b" not in download.text()
     expect(job_page.locator("#log-poller")).to_contain_text("end of log")
     job_page.screenshot(path=str(screenshot("live-02-running").with_name("live-04-job-succeeded.png")), full_page=True)
     job_page.close()

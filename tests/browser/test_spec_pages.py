@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.builds.logs import append_log_chunk
 from app.extensions import db
-from app.models import BuildJob, JobStatus, utcnow
+from app.models import BuildJob, ImageSpec, JobStatus, utcnow
 
 pytestmark = pytest.mark.browser
 
@@ -72,6 +72,10 @@ def test_add_edit_read_the_job_and_delete(signed_in, live_server, screenshot):
     image = "127.0.0.1:5000/imagebuilder/demo:r1-test"
     update_job(live_server, 1, status=JobStatus.SUCCEEDED, progress=None, image=image, finished_at=utcnow())
     expect(row.locator(".badge")).to_have_text("succeeded")
+    expect(row.locator(".image")).to_contain_text("r1 waits to be activated")
+    with live_server.app_context():  # what the runner's activation does right after a success
+        db.session.scalar(select(ImageSpec).where(ImageSpec.name == "demo")).active_revision = 1
+        db.session.commit()
     expect(row.locator(".image")).to_contain_text(image)
     expect(page.locator("#spec-table tbody tr[hx-trigger]")).to_have_count(0)
     row.get_by_role("button", name="Copy").click()
@@ -156,6 +160,6 @@ def test_sign_in_page(page, screenshot):
     expect(page).to_have_url(re.compile(r"/login"))
     page.fill("#username", "admin")
     page.fill("#password", "wrong password")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     expect(page.locator(".flash-error")).to_contain_text("Wrong username or password")
     screenshot("00-sign-in")

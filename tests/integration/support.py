@@ -27,6 +27,7 @@ from app.auth.service import create_or_update_user
 from app.builds.podman import Podman, RegistryAuth, build_context
 from app.builds.queue import build_queue, redis_connection
 from app.builds.registry import RegistryClient
+from app.credentials.service import create_credential
 from app.extensions import db
 from app.models import BuildJob, ImageSpec, JobStatus, LogChunk
 from app.specs.service import create_spec, update_spec
@@ -39,6 +40,17 @@ SERVICE_VARIABLES = ("PODMAN_URL", "REGISTRY_USERNAME", "REGISTRY_PASSWORD", "BU
                      "IMAGEBUILDER_TEST_BASE", "REDIS_URL")
 REGISTRY_HOST = "127.0.0.1:5000"
 BASE = "localhost/debian:bookworm"  # made by scripts/base-image.sh
+# The end of a fake pip in a helper base image: like a real install, it leaves each
+# requested distribution installed (a dist-info at version 1.0), so that the verify
+# step's manifest finds what the spec asked for.
+PIP_STUB_INSTALL = r"""site=$(python3 -c 'import site; print(site.getsitepackages()[0])')
+for word in "$@"; do
+  case "$word" in install|-*) continue;; esac
+  name=${word%%[][ ;<>=!~]*}
+  mkdir -p "$site/$name-1.0.dist-info"
+  printf 'Metadata-Version: 2.1\nName: %s\nVersion: 1.0\n' "$name" > "$site/$name-1.0.dist-info/METADATA"
+done
+"""
 
 
 def start_services() -> dict:
@@ -199,7 +211,7 @@ class Stack:
         """The images this session tagged in Podman's storage (layers stay for the cache)."""
         podman = self.podman()
         try:
-            for image in podman.client.api.get("/images/json").json():
+            for image in _local_images(podman):
                 for name in image.get("Names") or image.get("RepoTags") or []:
                     if f"/it-{self.sid}/" in name or f"it-{self.sid}" in name:
                         podman.client.api.delete(f"/images/{name.replace('/', '%2F')}", params={"force": True})
@@ -240,6 +252,21 @@ class Stack:
                 db.session.remove()
                 time.sleep(0.5)
 
+    def wait_for_active(self, name: str, revision: int, timeout: float = 60) -> None:
+        """Until revision `revision` of spec `name` is active: the runner activates a
+        succeeded build (and moves `latest`) just after its final state is written."""
+        deadline = time.monotonic() + timeout
+        with self.app.app_context():
+            while True:
+                active = db.session.scalar(select(ImageSpec.active_revision).where(ImageSpec.name == name))
+                if active == revision:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{name} r{revision} not active after {timeout}s (r{active} is):\n"
+                                         f"{self.worker_tail()}")
+                db.session.remove()
+                time.sleep(0.2)
+
     def log_text(self, job_id: int) -> str:
         with self.app.app_context():
             return "".join(db.session.scalars(
@@ -253,10 +280,11 @@ class Stack:
     def build_helper_image(self, name: str, containerfile: str, files: dict[str, bytes] | None = None) -> str:
         """A small base image made here from the test base (e.g. with a recording pip).
 
-        Labelled with the session, so builds on it run their steps for real rather than
-        finding them in the layer cache of an earlier session."""
+        Labelled with the session and its name, so builds on it run their steps for real
+        rather than finding them in the layer cache of an earlier session or of another
+        helper image of this one."""
         tag = f"localhost/it-{self.sid}-{name}:1"
-        containerfile += f"LABEL imagebuilder.test.session={self.sid}\n"
+        containerfile += f"LABEL imagebuilder.test.session={self.sid} imagebuilder.test.image={name}\n"
         podman = self.podman()
         try:
             output = drain(podman.build(build_context(containerfile, files), tag))
@@ -265,6 +293,29 @@ class Stack:
         finally:
             podman.close()
         return tag
+
+    def registry_base(self, name: str) -> tuple[str, str]:
+        """A base image in the registry that only this session has built on (so no build
+        host has its layers cached from before), and the name of a pull secret for it:
+        builds on it send registry auth, which the shared cache's pushes use too."""
+        ref = f"{REGISTRY_HOST}/it-{self.sid}/{name}:1"
+        local = self.build_helper_image(name, f"FROM {BASE}\n")
+        podman = self.podman()
+        try:
+            podman.tag_image(local, ref.rsplit(":", 1)[0], "1")
+            drain(podman.push(ref, self.registry_auth(), tls_verify=False))
+        finally:
+            podman.close()
+        return ref, self.registry_credential(f"{name}-{self.sid}")
+
+    def registry_credential(self, name: str) -> str:
+        """A stored registry credential `name` for the test registry (the push user's); its name."""
+        with self.app.app_context():
+            _, errors = create_credential({"name": name, "registry": REGISTRY_HOST,
+                                           "username": self.settings["REGISTRY_USERNAME"],
+                                           "password": self.settings["REGISTRY_PASSWORD"]})
+            assert not errors, errors
+        return name
 
     def redis_dump(self) -> str:
         """Every key and value in Redis, as text, to search for secrets."""
@@ -303,7 +354,7 @@ def change_spec(stack, name, **data):
     with stack.app.app_context():
         spec = db.session.scalar(select(ImageSpec).where(ImageSpec.name == name))
         values = {"base_image": spec.base_image, "pull_secret": spec.pull_secret.name if spec.pull_secret else None,
-                  "apt": spec.apt, "pip": spec.pip, "conda": spec.conda, **data}
+                  "apt": spec.apt, "pip": spec.pip, "conda": spec.conda, "test_command": spec.test_command, **data}
         outcome = update_spec(spec, values)
         assert outcome.ok and outcome.job, [e.as_dict() for e in outcome.result.errors]
         return outcome.job.id
@@ -355,6 +406,17 @@ def drain(events, timeout: float = 600) -> str:
         if event.get("error"):
             raise RuntimeError(f"Podman reported: {event['error']}\n{''.join(text)[-3000:]}")
     raise RuntimeError(f"no end of the Podman stream after {timeout}s")
+
+
+def _local_images(podman) -> list[dict]:
+    """Podman's image list. Podman 4.3 fails the whole list now and then while another
+    build removes an image ("image not known"), so it is asked again."""
+    for attempt in range(1, 6):
+        response = podman.client.api.get("/images/json")
+        if response.status_code < 400:
+            return response.json()
+        time.sleep(0.2 * attempt)
+    raise RuntimeError(f"Podman could not list its images: {response.text[:500]}")
 
 
 def _readable(value: bytes) -> str:

@@ -2,16 +2,19 @@
 ``python worker.py`` with the rootless Podman service, pushed to the htpasswd registry and
 checked there and by running the pushed image.
 """
+import json
 import time
 
 import pytest
+from rattler import MatchSpec
 from sqlalchemy import select
 
 from app.credentials.service import create_credential
 from app.extensions import db
 from app.models import BuildJob, JobStatus
 from app.specs.validation import validate_spec
-from integration.support import BASE, assert_succeeded, change_spec, drain, pull_and_run, save_spec
+from integration.support import (BASE, PIP_STUB_INSTALL, assert_succeeded, change_spec, drain, pull_and_run,
+                                 save_spec)
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +30,7 @@ def test_apt_and_pip_packages_are_built_pushed_and_installed(stack):
 
     registry = stack.registry_client()
     repository = f"it-{stack.sid}/tools"
+    stack.wait_for_active("tools", job.revision)
     assert set(registry.tags(repository)) >= {job.tag, "latest"}
     assert registry.manifest(repository, job.tag).digest == job.digest
     assert registry.manifest(repository, "latest").digest == job.digest
@@ -37,8 +41,8 @@ def test_apt_and_pip_packages_are_built_pushed_and_installed(stack):
     assert output.splitlines()[1].count(".") >= 1
 
     log = stack.log_text(job_id)
-    for step in ("==> [1/5] Pulling base image", "==> [2/5] Pre-flight", "==> [3/5] Building",
-                 "==> [4/5] Pushing", "==> [5/5] Confirming", "==> Done"):
+    for step in ("==> [1/6] Pulling base image", "==> [2/6] Pre-flight", "==> [3/6] Building",
+                 "==> [4/6] Verifying", "==> [5/6] Pushing", "==> [6/6] Confirming", "==> Done"):
         assert step in log
     # Installed now, or taken from the layer cache of an earlier identical build.
     assert "Setting up jq" in log or log.count("Using cache") >= 2
@@ -66,7 +70,7 @@ def test_a_missing_package_fails_with_the_package_managers_error(stack, field, p
     assert "The build failed" in job.error and expected in job.error
     log = stack.log_text(job_id)
     assert expected in log
-    assert "==> [4/5] Pushing" not in log
+    assert "==> [5/6] Pushing" not in log
     assert stack.registry_client().tags(f"it-{stack.sid}/missing-{field}") == []
 
 
@@ -110,7 +114,7 @@ def test_private_base_image_needs_the_right_credential(stack, private_base):
     assert bad.status == JobStatus.FAILED
     assert f"Credential 'bad-{stack.sid}' was refused by registry 127.0.0.1:5000" in bad.error
     for job in (none, bad):
-        assert "==> [3/5] Building" not in stack.log_text(job.id)
+        assert "==> [3/6] Building" not in stack.log_text(job.id)
 
     # No credential anywhere: logs, job rows, pages, Redis.
     secrets = [password, wrong_password]
@@ -153,13 +157,16 @@ def test_conda_without_a_conda_tool_fails_before_building(stack):
         "Use a base image that ships one (for example mambaorg/micromamba) or move these packages to pip."
     )
     log = stack.log_text(job.id)
-    assert "==> [2/5] Pre-flight checks" in log
+    assert "==> [2/6] Pre-flight checks" in log
     assert "STEP 1/" not in log
 
 
 # 5. A pip-only change rebuilds with the APT layer from the cache.
 def test_pip_only_change_reuses_the_apt_layer(stack):
-    first = stack.wait_for(save_spec(stack, name="cached", base_image=BASE, apt="jq", pip="six"))
+    # A base of this session's own: the build host's layer cache (and the shared cache)
+    # hold the steps of earlier sessions built on BASE itself.
+    base = stack.build_helper_image("cached-base", f"FROM {BASE}\n")
+    first = stack.wait_for(save_spec(stack, name="cached", base_image=base, apt="jq", pip="six"))
     assert_succeeded(stack, first)
     second = stack.wait_for(change_spec(stack, "cached", pip="six\nidna\n"))
     assert_succeeded(stack, second)
@@ -212,16 +219,22 @@ def test_a_build_printing_100k_lines_is_capped_and_stays_responsive(stack):
     assert "noise line 1 of the build output" in log  # the head
     assert "[log truncated: " in log and "bytes omitted; the last" in log
     assert "noise line 100000 of the build output" in log  # the tail
-    assert log.rstrip().splitlines()[-1].startswith("==> Done")
+    done, activated = log.rstrip().splitlines()[-2:]
+    assert done.startswith("==> Done") and activated.startswith("==> r1 is the active revision")
     assert stack.chunk_count(job_id) < 100
     assert slowest < 1.0, f"a page took {slowest:.2f}s during a 100k-line build"
 
 
 # 7. The injection corpus, where it passes validation, arrives as literal argv words.
+# As pip it also leaves the packages installed; as micromamba it lists them (the verify
+# step's `micromamba list --json`) from a file the test writes.
 RECORDER = """#!/bin/sh
-for word in "$@"; do printf '%s\\n' "$word" >> "/var/tmp/argv-${0##*/}"; done
-printf '%s\\n' '----' >> "/var/tmp/argv-${0##*/}"
-"""
+tool=${0##*/}
+if [ "$tool" = micromamba ] && [ "$1" = list ]; then exec cat /usr/local/share/conda-list.json; fi
+for word in "$@"; do printf '%s\\n' "$word" >> "/var/tmp/argv-$tool"; done
+printf '%s\\n' '----' >> "/var/tmp/argv-$tool"
+[ "$tool" = pip ] || exit 0
+""" + PIP_STUB_INSTALL
 
 CORPUS = [
     "curl;id", "$(id)", "`id`", "debian\nRUN id", "-oAPT::Update::Pre-Invoke::=id",
@@ -233,13 +246,6 @@ CORPUS = [
 
 
 def test_injection_corpus_arrives_as_literal_package_words(stack):
-    recorder = stack.build_helper_image(
-        "recorder",
-        f"FROM {BASE}\nCOPY recorder /usr/local/bin/pip\nCOPY recorder /usr/local/bin/micromamba\n"
-        "RUN chmod 755 /usr/local/bin/pip /usr/local/bin/micromamba\n",
-        {"recorder": RECORDER.encode()},
-    )
-
     accepted = {}
     for field in ("apt", "pip", "conda"):
         lines = []
@@ -251,6 +257,16 @@ def test_injection_corpus_arrives_as_literal_package_words(stack):
     assert len(pip_words) >= 3 and len(conda_words) >= 4, (pip_words, conda_words)
     assert any(c in "".join(pip_words) for c in ';<>"') and any(c in "".join(conda_words) for c in "*|<>")
     assert accepted["apt"] == []  # no corpus line is a Debian package name
+    # Version 1.6.0 satisfies every conda line the corpus leaves (jq 1.6.*, six >=1.0,<2, ...).
+    conda_list = [{"name": MatchSpec(word).name.normalized, "version": "1.6.0", "build_string": "py_0",
+                   "build_number": 0, "channel": "conda-forge", "platform": "linux-64"} for word in conda_words]
+    recorder = stack.build_helper_image(
+        "recorder",
+        f"FROM {BASE}\nCOPY recorder /usr/local/bin/pip\nCOPY recorder /usr/local/bin/micromamba\n"
+        "COPY conda-list.json /usr/local/share/conda-list.json\n"
+        "RUN chmod 755 /usr/local/bin/pip /usr/local/bin/micromamba\n",
+        {"recorder": RECORDER.encode(), "conda-list.json": json.dumps(conda_list).encode()},
+    )
 
     job = stack.wait_for(save_spec(stack, name="injection", base_image=recorder,
                                    pip="\n".join(pip_words), conda="\n".join(conda_words)))

@@ -3,7 +3,7 @@ different specs runs at most two at a time, on both workers, first come first se
 and every one succeeds."""
 import pytest
 
-from integration.support import BASE, assert_succeeded, running_stack, save_spec
+from integration.support import BASE, PIP_STUB_INSTALL, assert_succeeded, running_stack, save_spec
 
 pytestmark = pytest.mark.integration
 
@@ -12,7 +12,7 @@ WORKERS = 2
 SLOW_PIP = """#!/bin/sh
 echo "imagebuilder-burst: installing $*"
 sleep 1
-"""
+""" + PIP_STUB_INSTALL
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from integration.support import BASE, assert_succeeded, running_stack, save_spec
 
 pytestmark = pytest.mark.integration
 
-TIMEOUT = 8
+# Long enough for a real pip install and the verify step on a busy two-core build host.
+TIMEOUT = 25
 SLEEPY_PIP = """#!/bin/sh
 echo "imagebuilder-sleepy: sleeping"
 exec sleep 313
@@ -122,5 +123,5 @@ def test_worker_sigterm_mid_build_hands_the_job_back(short_stack, sleepy):
     job = short_stack.wait_for(job_id, timeout=90)
     assert job.status == JobStatus.FAILED and "timed out" in job.error, (job.status, job.error)
     log = short_stack.log_text(job_id)
-    assert log.count("==> [1/5]") == 2 and log.count("Handed back") == 1
+    assert log.count("==> [1/6]") == 2 and log.count("Handed back") == 1
     assert_nothing_left(short_stack)

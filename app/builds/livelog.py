@@ -1,0 +1,225 @@
+"""Live logs: the worker's wake-up after each stored chunk, and the log endpoint's long poll.
+
+The database stays the truth; Redis only wakes readers up. After the worker commits a log
+chunk it publishes on the job's channel (`announce_chunk`; channels and the watched keys
+carry the install's RQ_QUEUE, so installs sharing a Redis never wake or speed up each
+other's jobs of the same id). A reader asks with its
+cursor and waits (`wait_for_news`): it registers for the job's wake-ups first, then looks in
+the database, so no chunk committed in between is missed; it wakes on a message and looks
+again, and also looks every RECHECK_SECONDS on its own (a status change comes without a
+chunk, and Redis may be down). A web process holds one Redis subscription for all its
+waiting requests (`Wakeups`: a thread of its own, started by the first wait after the
+process starts or forks), so a wait opens no connection of its own. Opening the job page and every wait mark the job watched (`mark_watched`), and while a job is watched the worker
+writes its chunks sooner (`Watched`, LOG_LIVE_FLUSH_SECONDS instead of LOG_FLUSH_SECONDS).
+
+Waiting requests hold a web thread each, so a process lets at most LOG_WAIT_SLOTS of them
+wait at once (`wait_slot`); a request that finds no free slot is answered at once and its
+viewer polls plainly instead (the job page asks again after OVERFLOW_RETRY_SECONDS).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable
+
+from flask import current_app
+from redis import Redis
+from redis.exceptions import RedisError
+
+from .queue import redis_connection
+
+log = logging.getLogger(__name__)
+
+RECHECK_SECONDS = 1.0
+OVERFLOW_RETRY_SECONDS = 2
+WATCH_TTL_SECONDS = 30  # a reader renews it with every request (at least every 20 s)
+WATCH_CHECK_SECONDS = 0.25  # how often the worker asks whether anyone is watching
+
+_slots: dict[int, threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+CHANNEL_PREFIX = "imagebuilder:log:"
+
+
+def _namespace() -> str:
+    """The install's name in Redis keys (its RQ_QUEUE, as in rq_job_id): two installs or
+    test runs sharing one Redis each count their job ids from 1."""
+    return current_app.config["RQ_QUEUE"]
+
+
+def _channel(job_id, namespace: str) -> str:
+    return f"{CHANNEL_PREFIX}{namespace}:{job_id}"
+
+
+def _watch_key(job_id: int, namespace: str) -> str:
+    return f"imagebuilder:log-watched:{namespace}:{job_id}"
+
+
+# -- the worker's side --------------------------------------------------------------------------
+
+
+def worker_redis(url: str) -> Redis:
+    """The worker's connection for wake-ups and watch checks: short timeouts, so a Redis that
+    hangs costs each chunk a second at most and never stops a build."""
+    return Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+
+def announce_chunk(redis, job_id: int) -> None:
+    """Wake the job's readers: a chunk (or progress) was committed. Never fails a build."""
+    try:
+        redis.publish(_channel(job_id, _namespace()), b"1")
+    except RedisError:
+        log.debug("job=%s could not publish a log wake-up", job_id, exc_info=True)
+
+
+class Watched:
+    """Whether anyone is reading the job's log now; asks Redis at most every WATCH_CHECK_SECONDS."""
+
+    def __init__(self, redis, job_id: int, clock: Callable[[], float] = time.monotonic,
+                 namespace: str | None = None):
+        self._redis, self._clock = redis, clock
+        self._key = _watch_key(job_id, namespace or _namespace())
+        self._checked_at: float | None = None
+        self._watched = False
+
+    def __call__(self) -> bool:
+        now = self._clock()
+        if self._checked_at is None or now - self._checked_at >= WATCH_CHECK_SECONDS:
+            self._checked_at = now
+            try:
+                self._watched = bool(self._redis.exists(self._key))
+            except RedisError:
+                self._watched = False
+        return self._watched
+
+
+# -- the reader's side --------------------------------------------------------------------------
+
+
+def mark_watched(job_id: int) -> None:
+    try:
+        redis_connection().set(_watch_key(job_id, _namespace()), b"1", ex=WATCH_TTL_SECONDS)
+    except RedisError:
+        log.debug("job=%s could not mark its log watched", job_id, exc_info=True)
+
+
+@contextmanager
+def wait_slot():
+    """True while this request holds one of the process's waiting slots, False when all
+    are taken (then answer at once)."""
+    slots = int(current_app.config["LOG_WAIT_SLOTS"])
+    with _slots_lock:
+        semaphore = _slots.setdefault(slots, threading.BoundedSemaphore(slots))
+    admitted = semaphore.acquire(blocking=False)
+    try:
+        yield admitted
+    finally:
+        if admitted:
+            semaphore.release()
+
+
+class Wakeups:
+    """One pattern subscription to every job's channel for this process, fanning each
+    message out to the requests waiting on that job. Reconnects after a Redis failure
+    (the waits meanwhile look every RECHECK_SECONDS)."""
+
+    RECONNECT_SECONDS = 1.0
+
+    def __init__(self, url: str):
+        self._url = url
+        self._lock = threading.Lock()
+        self._waiting: dict[str, set[threading.Event]] = {}  # by channel
+        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
+        self.subscribed = threading.Event()
+
+    def register(self, job_id: int, namespace: str) -> threading.Event:
+        self._ensure_listening()
+        event = threading.Event()
+        with self._lock:
+            self._waiting.setdefault(_channel(job_id, namespace), set()).add(event)
+        return event
+
+    def unregister(self, job_id: int, namespace: str, event: threading.Event) -> None:
+        channel = _channel(job_id, namespace)
+        with self._lock:
+            events = self._waiting.get(channel)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self._waiting[channel]
+
+    def wake(self, channel: str) -> None:
+        with self._lock:
+            events = list(self._waiting.get(channel, ()))
+        for event in events:
+            event.set()
+
+    def _ensure_listening(self) -> None:
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+                return
+            self._pid = os.getpid()  # a forked child has the dict but not the thread
+            self.subscribed.clear()
+            self._thread = threading.Thread(target=self._listen, name="log-wakeups", daemon=True)
+            self._thread.start()
+
+    def _listen(self) -> None:
+        while True:
+            pubsub = None
+            try:
+                pubsub = Redis.from_url(self._url, socket_connect_timeout=2,
+                                        health_check_interval=30).pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                self.subscribed.set()
+                while True:
+                    message = pubsub.get_message(timeout=5)
+                    if message and message.get("type") == "pmessage":
+                        channel = message.get("channel")
+                        self.wake(channel.decode("utf-8", "replace") if isinstance(channel, bytes) else str(channel))
+            except (RedisError, OSError) as exc:
+                self.subscribed.clear()
+                log.debug("log wake-ups lost their Redis subscription: %s", exc)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except (RedisError, OSError):
+                        pass
+            time.sleep(self.RECONNECT_SECONDS)
+
+
+_wakeups: dict[str, Wakeups] = {}
+_wakeups_lock = threading.Lock()
+
+
+def wakeups(url: str | None = None) -> Wakeups:
+    """The process's wake-up fan-out for ``url`` (default REDIS_URL)."""
+    url = url or current_app.config["REDIS_URL"]
+    with _wakeups_lock:
+        return _wakeups.setdefault(url, Wakeups(url))
+
+
+def wait_for_news(job_id: int, has_news: Callable[[], bool], timeout: float) -> bool:
+    """Wait until `has_news()` (a look in the database) is true, up to `timeout` seconds;
+    whether it became true."""
+    deadline = time.monotonic() + timeout
+    fanout, namespace = wakeups(), _namespace()
+    woken = fanout.register(job_id, namespace)  # before the first look: no chunk slips in between
+    try:
+        while True:
+            if has_news():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            woken.wait(min(RECHECK_SECONDS, left))
+            woken.clear()  # a wake-up after this is kept for the next wait
+    finally:
+        fanout.unregister(job_id, namespace, woken)

@@ -1,0 +1,188 @@
+"""Live logs (app/builds/livelog.py): the job page's long poll waits for the worker's next
+chunk and answers with it, gives up with a 204 after LOG_WAIT_SECONDS, answers at once when
+no waiting slot is free; the worker's log writer flushes sooner while someone reads."""
+import threading
+
+from app.builds import livelog
+from app.builds.logs import append_log_chunk
+from app.builds.logwriter import LogWriter
+from app.builds.queue import redis_connection
+from app.extensions import db
+from app.models import BuildJob, JobStatus
+from test_pages import make_spec, poller_url, set_job
+
+
+def running_job():
+    _, job = make_spec("demo")
+    set_job(job, status=JobStatus.RUNNING)
+    return job
+
+
+def waiting_url(client, job):
+    return poller_url(client.get(f"/jobs/{job.id}").get_data(as_text=True), wait=True)
+
+
+def test_a_waiting_poll_answers_with_the_chunk_the_worker_commits(app, client, auth):
+    job = running_job()
+    url = waiting_url(client, job)
+    app.config["LOG_WAIT_SECONDS"] = 30
+    redis = redis_connection()
+
+    def worker_writes():
+        with app.app_context():
+            threading.Event().wait(0.5)  # the request is waiting by then
+            append_log_chunk(db.session.get(BuildJob, job.id), "fresh line <b>\n")
+            db.session.commit()
+            livelog.announce_chunk(redis, job.id)
+
+    writer = threading.Thread(target=worker_writes)
+    writer.start()
+    response = client.get(url)
+    writer.join()
+    assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    assert '<span class="lt">fresh line &lt;b&gt;</span>' in body and 'id="L1"' in body
+    # Reading it live marked the job watched, for the worker's faster flushes.
+    assert livelog.Watched(redis, job.id)()
+
+
+def test_a_waiting_poll_with_nothing_new_ends_in_a_204_to_ask_again_at_once(app, client, auth):
+    job = running_job()
+    url = waiting_url(client, job)
+    app.config["LOG_WAIT_SECONDS"] = 0.3
+    response = client.get(url)
+    assert response.status_code == 204 and response.data == b""
+    assert response.headers["Retry-After"] == "0"
+
+
+def test_a_status_change_ends_the_wait(app, client, auth):
+    job = running_job()
+    url = waiting_url(client, job)
+    app.config["LOG_WAIT_SECONDS"] = 30
+
+    def job_finishes():
+        with app.app_context():
+            threading.Event().wait(0.3)
+            set_job(db.session.get(BuildJob, job.id), status=JobStatus.SUCCEEDED)
+
+    finisher = threading.Thread(target=job_finishes)
+    finisher.start()
+    response = client.get(url)
+    finisher.join()
+    assert response.status_code == 200 and "badge-succeeded" in response.get_data(as_text=True)
+
+
+def test_when_every_waiting_slot_is_taken_the_poll_answers_at_once(app, client, auth):
+    job = running_job()
+    url = waiting_url(client, job)
+    app.config.update(LOG_WAIT_SLOTS=0, LOG_WAIT_SECONDS=30)
+    response = client.get(url)
+    assert response.status_code == 204
+    assert response.headers["Retry-After"] == str(livelog.OVERFLOW_RETRY_SECONDS)
+
+
+def test_a_finished_job_is_never_held(app, client, auth):
+    job = running_job()
+    url = waiting_url(client, job)
+    set_job(job, status=JobStatus.FAILED, error="boom")
+    app.config["LOG_WAIT_SECONDS"] = 30
+    response = client.get(url)
+    assert response.status_code == 200 and "hx-get" not in response.get_data(as_text=True)
+
+
+def test_the_log_writer_flushes_sooner_while_watched():
+    stored, now, watched = [], [0.0], [False]
+    writer = LogWriter(lambda text, progress, truncated: stored.append(text), max_bytes=10_000,
+                       flush_seconds=0.5, live_flush_seconds=0.05, clock=lambda: now[0],
+                       watched=lambda: watched[0])
+    now[0] = 0.1
+    writer.line("one")
+    assert stored == []  # not watched: held for the 0.5 s batch
+    watched[0] = True
+    writer.line("two")
+    assert stored == ["one\ntwo\n"]
+
+
+def test_watched_asks_redis_only_now_and_then():
+    class CountingRedis:
+        calls = 0
+
+        def exists(self, key):
+            self.calls += 1
+            return 1
+
+    redis, now = CountingRedis(), [0.0]
+    watched = livelog.Watched(redis, 7, clock=lambda: now[0], namespace="test")
+    assert watched() and watched()
+    now[0] = livelog.WATCH_CHECK_SECONDS + 0.01
+    assert watched()
+    assert redis.calls == 2
+
+
+def _unique_job_id() -> int:
+    import uuid
+
+    return 10**12 + uuid.uuid4().int % 10**9  # no real job of any test run has it
+
+
+def test_one_subscription_per_process_wakes_every_waiter_of_that_job_only(app, monkeypatch):
+    # With the periodic look pushed past the wait, only a Redis wake-up can end it in time.
+    monkeypatch.setattr(livelog, "RECHECK_SECONDS", 60)
+    fanout, namespace = livelog.wakeups(), app.config["RQ_QUEUE"]
+    job_id, other = _unique_job_id(), _unique_job_id() + 1
+    probe = fanout.register(job_id, namespace)
+    fanout.unregister(job_id, namespace, probe)
+    assert fanout.subscribed.wait(10), "the process's subscription did not start"
+    news = threading.Event()
+    results = []
+
+    def waiter():
+        with app.app_context():
+            results.append(livelog.wait_for_news(job_id, news.is_set, timeout=20))
+
+    waiters = [threading.Thread(target=waiter) for _ in range(2)]
+    bystander = fanout.register(other, namespace)
+    # The same job id in another install sharing this Redis (its own RQ_QUEUE).
+    neighbour = fanout.register(job_id, "another-install")
+    for thread in waiters:
+        thread.start()
+    threading.Event().wait(0.3)
+    news.set()
+    livelog.announce_chunk(redis_connection(), job_id)
+    for thread in waiters:
+        thread.join(timeout=15)
+    assert results == [True, True]
+    assert not bystander.is_set() and not neighbour.is_set()
+    fanout.unregister(other, namespace, bystander)
+    fanout.unregister(job_id, "another-install", neighbour)
+    for channel in (livelog._channel(job_id, namespace), livelog._channel(other, namespace),
+                    livelog._channel(job_id, "another-install")):
+        assert channel not in fanout._waiting
+
+
+def test_waits_still_end_by_looking_when_redis_cannot_be_reached(app, monkeypatch):
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    monkeypatch.setattr(livelog, "RECHECK_SECONDS", 0.05)
+    looks = []
+
+    def has_news():
+        looks.append(1)
+        return len(looks) >= 3
+
+    assert livelog.wait_for_news(_unique_job_id(), has_news, timeout=10)
+    assert not livelog.wakeups().subscribed.is_set()
+
+
+def test_channels_and_watched_keys_name_the_install_and_the_job(app):
+    queue = app.config["RQ_QUEUE"]
+    assert livelog._channel(42, queue) == f"imagebuilder:log:{queue}:42"
+    assert livelog._watch_key(42, queue) == f"imagebuilder:log-watched:{queue}:42"
+    livelog.mark_watched(42)
+    redis = redis_connection()
+    try:
+        assert livelog.Watched(redis, 42)()
+        assert not livelog.Watched(redis, 42, namespace="another-install")()
+    finally:
+        redis.delete(livelog._watch_key(42, queue))
+
+
