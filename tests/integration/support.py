@@ -20,12 +20,16 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
+from rq.job import JobStatus as RQStatus
+from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
 from app import create_app
 from app.auth.service import create_or_update_user
 from app.builds.podman import Podman, RegistryAuth, build_context
-from app.builds.queue import build_queue, redis_connection
+from app.builds.queue import build_queue, redis_connection, rq_job_id
 from app.builds.registry import RegistryClient
 from app.credentials.service import create_credential
 from app.extensions import db
@@ -237,13 +241,17 @@ class Stack:
         return RegistryAuth(REGISTRY_HOST, self.settings["REGISTRY_USERNAME"], self.settings["REGISTRY_PASSWORD"])
 
     def wait_for(self, job_id: int, timeout: float = 600) -> BuildJob:
-        """The job row once it has finished (a detached copy)."""
+        """The job row once it has finished (a detached copy). For a succeeded job, also
+        once the worker is done with it: what follows the final state (activation and
+        `latest`, notices, cascades) has run by then."""
         deadline = time.monotonic() + timeout
         with self.app.app_context():
             while True:
                 job = db.session.get(BuildJob, job_id)
                 if job.status in JobStatus.FINISHED:
                     db.session.expunge(job)
+                    if job.status == JobStatus.SUCCEEDED:
+                        self._wait_for_rq_end(job_id)
                     return job
                 if self.worker.poll() is not None:
                     raise AssertionError(f"worker.py exited ({self.worker.returncode}):\n{self.worker_tail()}")
@@ -251,6 +259,21 @@ class Stack:
                     raise AssertionError(f"job {job_id} still {job.status} after {timeout}s:\n{self.worker_tail()}")
                 db.session.remove()
                 time.sleep(0.5)
+
+    def _wait_for_rq_end(self, job_id: int, timeout: float = 30) -> None:
+        """Until the build's RQ job is no longer started: the runner has returned."""
+        deadline = time.monotonic() + timeout
+        redis = redis_connection()
+        while time.monotonic() < deadline:
+            try:
+                status = RQJob.fetch(rq_job_id(job_id), connection=redis, serializer=JSONSerializer).get_status(refresh=True)
+            except NoSuchJobError:
+                return
+            if status != RQStatus.STARTED:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id}: the worker still runs its RQ job {timeout}s after its final state:\n"
+                             f"{self.worker_tail()}")
 
     def wait_for_active(self, name: str, revision: int, timeout: float = 60) -> None:
         """Until revision `revision` of spec `name` is active: the runner activates a
