@@ -341,3 +341,29 @@ def test_a_round_asks_once_per_distinct_reference(app, api, monkeypatch):
     assert sorted(asked) == [("quay.io", "team/base", str(n)) for n in range(3)]
     assert summary.specs == 11 and summary.references == 3 and summary.jobs == []
     assert db.session.scalar(select(ImageSpec.base_checked_at).where(ImageSpec.name == "spec0")) is not None
+
+
+@pytest.mark.parametrize("newer_status, starts_a_job", [(JobStatus.SUCCEEDED, False), (JobStatus.FAILED, True)])
+def test_a_moved_base_a_newer_revision_already_took_starts_no_rebuild(app, api, monkeypatch, queued_rq_jobs,
+                                                                     newer_status, starts_a_job):
+    """The runner activates a succeeded build just after writing its final state: a check
+    landing in between compares with the older active revision, and must not build again
+    what the newer revision already has."""
+    from app.builds.registry import RegistryClient
+
+    app.config["REGISTRY"] = REGISTRY
+    monkeypatch.setattr(RegistryClient, "resolve", lambda self, repository, tag, platform: ResolvedDigest(DIGEST_B))
+    first = succeed(create(api, "fresh", base="quay.io/team/base:1", base_policy="rebuild")["job"]["id"],
+                    "sha256:" + "1" * 64, base_digest=DIGEST_A)
+    set_active(first.spec, first)
+    newer = api.post("/api/v1/specs/fresh/rebuild").get_json()
+    succeed(newer["id"], "sha256:" + "2" * 64, base_digest=DIGEST_B)
+    db.session.get(BuildJob, newer["id"]).status = newer_status
+    db.session.commit()
+
+    body = api.post("/api/v1/specs/fresh/check-base").get_json()
+    assert body["moved"] is True and body["built_from"] == DIGEST_A and body["current_digest"] == DIGEST_B
+    assert (body["job"] is not None) is starts_a_job
+    kinds = db.session.scalars(select(BuildJob.trigger_kind).join(BuildJob.spec).where(ImageSpec.name == "fresh")
+                               .order_by(BuildJob.revision)).all()
+    assert kinds == ["created", "rebuild"] + (["base-changed"] if starts_a_job else [])

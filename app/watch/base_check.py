@@ -4,7 +4,8 @@ A check resolves the spec's base reference (qualified as the builds qualify it) 
 digest it points at now, with a HEAD request to its registry and the spec's pull secret
 (or the push credentials for another spec's image), and compares it with the base digest the
 runner recorded for the active revision. Then, by the spec's base policy: ``rebuild`` starts
-one job (trigger ``base-changed``, detail ``old -> new``), ``notify`` sets
+one job (trigger ``base-changed``, detail ``old -> new``) unless a job is queued or running
+or a newer revision already succeeded on the new base (it is being activated), ``notify`` sets
 ``base_update_digest`` (the badge; the next build clears it), ``off`` does nothing.
 
 Not checked: a base given by digest (it never moves) and a ``localhost/`` base (it is no
@@ -236,7 +237,9 @@ def _settle(spec: ImageSpec, outcome, user: str | None) -> CheckResult:
         spec.base_update_digest = None
     elif spec.base_policy == BasePolicy.NOTIFY:
         spec.base_update_digest = current
-    elif spec.base_policy == BasePolicy.REBUILD and not _has_active_job(spec):
+    elif spec.base_policy == BasePolicy.REBUILD and not _has_active_job(spec) and not _newer_build_took(
+        spec, built, outcome
+    ):
         job = rebuild_spec(spec, JobTrigger(Trigger.BASE_CHANGED, user, f"{built_from} -> {current}"))
     db.session.commit()
     if job is not None:
@@ -245,6 +248,21 @@ def _settle(spec: ImageSpec, outcome, user: str | None) -> CheckResult:
         log.info("spec=%s event=base_moved policy=%s built_from=%s current=%s job=%s", spec.name,
                  spec.base_policy, built_from, current, job.id if job else None)
     return CheckResult(current, built_from, moved, job)
+
+
+def _newer_build_took(spec: ImageSpec, active: BuildJob | None, resolved: ResolvedDigest) -> bool:
+    """A revision newer than the active one succeeded on the current base already: it
+    is about to be activated (the runner activates just after the final state), or waits
+    for an admin. Another build would give the same image again."""
+    newer = db.session.scalars(
+        select(BuildJob.base_digest).where(
+            BuildJob.spec_id == spec.id,
+            BuildJob.status == JobStatus.SUCCEEDED,
+            BuildJob.revision > (active.revision if active else 0),
+            BuildJob.base_digest.is_not(None),
+        )
+    ).all()
+    return any(digest in resolved.digests for digest in newer)
 
 
 def _has_active_job(spec: ImageSpec) -> bool:
