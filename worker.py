@@ -20,6 +20,7 @@ from app import create_app
 from app.builds.orphans import sweep_orphan_builds
 from app.builds.queue import build_queue, redis_connection
 from app.notify import notify_queue
+from app.ops.forkguard import prepare_for_forks
 from app.ops.reconcile import run_periodically
 from app.watch.base_check import start_scheduled_checks
 
@@ -29,6 +30,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s pid=%(process)d %(message)s"
 def main():
     app = create_app()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+    prepare_for_forks()  # before the threads below: RQ forks a horse per job beside them
     with app.app_context():
         connection = redis_connection()
         queue = build_queue(connection)

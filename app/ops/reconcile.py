@@ -212,6 +212,7 @@ def run_periodically(app, interval: float | None = None, stop: threading.Event |
     from ..builds.cache import run_cache_prune
     from ..builds.maintenance import run_maintenance
     from ..builds.orphans import sweep_orphan_builds
+    from .forkguard import no_fork
     from .retention import prune_jobs
 
     stop = stop or threading.Event()
@@ -221,7 +222,7 @@ def run_periodically(app, interval: float | None = None, stop: threading.Event |
         connection = Redis.from_url(app.config["REDIS_URL"])
         next_prune = time.monotonic()
         while not stop.is_set():
-            with app.app_context():
+            with no_fork(), app.app_context():  # a horse forked mid-pass would inherit its locks
                 try:
                     summary = reconcile(connection=connection)
                     if any(summary.values()):

@@ -45,6 +45,7 @@ from .. import notify
 from ..extensions import db
 from ..i18n import stored as said
 from ..models import BasePolicy, BuildJob, ImageSpec, JobStatus, Trigger, utcnow
+from ..ops.forkguard import no_fork
 from ..ops.logging import kv
 from ..revisions.active import active_job
 from ..specs.service import JobTrigger, rebuild_spec
@@ -365,7 +366,7 @@ def start_scheduled_checks(app, stop: threading.Event | None = None) -> threadin
 
     def loop():
         while not stop.wait(min(ROUND_TICK_SECONDS, int(app.config["BASE_CHECK_INTERVAL"]))):
-            with app.app_context():
+            with no_fork(), app.app_context():  # a horse forked mid-round would inherit its locks
                 try:
                     _run_round_if_due(app)
                 except Exception as exc:  # the thread must keep going

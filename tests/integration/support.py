@@ -184,6 +184,7 @@ class Stack:
         with open(log_path, "ab") as out:
             worker = subprocess.Popen([sys.executable, "worker.py"], cwd=REPO, env=worker_env,
                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        worker.log_path = log_path
         self.extra_workers.append(worker)
         deadline = time.monotonic() + 30
         while "listening on queue" not in log_path.read_bytes()[start:].decode(errors="replace"):
@@ -223,8 +224,10 @@ class Stack:
             podman.close()
 
     def worker_tail(self, lines: int = 60) -> str:
+        """The end of the running worker's own log (a test may have started another)."""
+        path = getattr(self.worker, "log_path", None) or self.worker_log
         try:
-            return "\n".join(self.worker_log.read_text(errors="replace").splitlines()[-lines:])
+            return f"({path.name})\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no worker log)"
 
