@@ -116,6 +116,12 @@ class Config:
     # Unset: <REGISTRY>/imagebuilder-cache.
     BUILD_CACHE_REPO = (os.environ.get("BUILD_CACHE_REPO") or "").rstrip("/") or None
     BUILD_CACHE_KEEP_DAYS = float(os.environ.get("BUILD_CACHE_KEEP_DAYS", "14"))
+    # Each build host pulls, while it has no build to run, the cached layers other hosts
+    # built for the newest BUILD_CACHE_PREFETCH_SPECS active revisions, checking every
+    # BUILD_CACHE_PREFETCH_INTERVAL seconds (app/builds/prefetch.py).
+    BUILD_CACHE_PREFETCH = _bool("BUILD_CACHE_PREFETCH", True)
+    BUILD_CACHE_PREFETCH_INTERVAL = int(os.environ.get("BUILD_CACHE_PREFETCH_INTERVAL", "60"))
+    BUILD_CACHE_PREFETCH_SPECS = int(os.environ.get("BUILD_CACHE_PREFETCH_SPECS", "20"))
     # How this build host is named in the log ("built on <name> for r4"); the machine's name.
     BUILD_HOST_NAME = os.environ.get("BUILD_HOST_NAME") or socket.gethostname()
     BUILD_TIMEOUT = int(os.environ.get("BUILD_TIMEOUT", "3600"))

@@ -7,7 +7,8 @@ quickly; the job function disposes of inherited database connections. HerokuWork
 handles SIGTERM the way Procfile hosts send it: the running job gets a few seconds
 to stop its build and write its final state. Beside it run the reconciler (stale
 heartbeats, jobs Redis lost, builds a killed worker left in Podman, retention;
-app/ops/reconcile.py), the base-image watch (app/watch/base_check.py) and RQ's
+app/ops/reconcile.py), the base-image watch (app/watch/base_check.py), the shared
+cache fetched ahead (app/builds/prefetch.py, on this host's own queue) and RQ's
 scheduler, which puts back the jobs that waited for another build of the same spec.
 """
 import logging
@@ -18,6 +19,7 @@ from rq.worker import HerokuWorker
 
 from app import create_app
 from app.builds.orphans import sweep_orphan_builds
+from app.builds.prefetch import host_queue
 from app.builds.queue import build_queue, redis_connection
 from app.notify import notify_queue
 from app.ops.forkguard import prepare_for_forks
@@ -35,7 +37,10 @@ def main():
         connection = redis_connection()
         queue = build_queue(connection)
         worker = HerokuWorker(
-            [notify_queue(connection), queue],  # webhooks first: they take a moment, builds wait little
+            # Webhooks first (they take a moment, builds wait little); this build host's own
+            # queue last: fetching the shared cache ahead (app/builds/prefetch.py) never
+            # delays a build.
+            [notify_queue(connection), queue, host_queue(connection)],
             connection=connection,
             serializer=JSONSerializer,
             name=os.environ.get("WORKER_NAME") or None,

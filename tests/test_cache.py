@@ -217,3 +217,27 @@ def test_several_registries_go_in_one_registry_config_header():
     header = registry_config_header([RegistryAuth("docker.io", "me", "p1"), RegistryAuth("reg.example.com", "robot", "p2")])
     assert json.loads(base64.urlsafe_b64decode(header)) == {
         "docker.io": {"username": "me", "password": "p1"}, "reg.example.com": {"username": "robot", "password": "p2"}}
+
+
+@pytest.mark.parametrize("built_host, line, source", [
+    ("host-a", "APT layer: from the shared cache, built on host-a for r4 (already on this host)\n", "shared"),
+    ("host-b", None, "local"),  # this host's own layer, found where it built it
+])
+def test_a_local_hit_on_another_hosts_layer_is_named_as_from_the_shared_cache(app, fake, built_host, line,  # noqa: F811
+                                                                              source):
+    """A layer fetched ahead (app/builds/prefetch.py) is in local storage: Podman says "Using
+    cache", and the key's row says which host built it."""
+    app.config["BUILD_HOST_NAME"] = "host-b"
+    db.session.add(CacheLayer(cache_key=KEY_B, layer="APT layer", built_host=built_host, spec_name="demo",
+                              revision=4))
+    db.session.commit()
+    fake.build_events = [{"stream": text + "\n"} for text in (
+        "STEP 1/2: RUN apt-get update && apt-get install -y jq", "--> Using cache " + "c" * 64,
+        f"--> Pushing cache {REPO}:{KEY_B}", "STEP 2/2: RUN pip install six", f"--> Pushing cache {REPO}:{KEY_A}",
+    )]
+    job_id = new_job()
+    pushed(job_id)
+    assert run_build(job_id) == JobStatus.SUCCEEDED
+    text = log_of(job_id)
+    assert (line in text) if line else ("APT layer: from the shared cache" not in text)
+    assert finished(job_id).cache_layers[0] == {"layer": "APT layer", "key": KEY_B, "source": source}

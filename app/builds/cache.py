@@ -18,7 +18,9 @@ This module owns:
   (measured on 4.3.1); the secret's content is not in the key;
 - reading the build's output for the cache (``CacheLines``, ``SharedCache.watch``): which
   steps came from the shared cache ("APT layer: from the shared cache, built on host-a
-  for r4"), which were pushed; the job's ``cache_layers`` and the ``CacheLayer`` rows;
+  for r4", with "(already on this host)" when another host's layer was in local storage,
+  fetched ahead by prefetch.py), which were pushed; the job's ``cache_layers`` and the
+  ``CacheLayer`` rows;
 - a refused cache push (registry full, 403): Podman 4.3 fails the whole build then, so the
   build runs again without pushing (its layers are in local storage by now) and the log
   gets a warning line; the cache never fails a job;
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import click
-from flask import current_app, has_app_context
+from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -51,7 +53,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import BuildJob, CacheLayer, ImageSpec, utcnow
 from ..ops.logging import kv
-from .queue import build_queue, redis_connection
+from .queue import build_queue, maintenance_job, redis_connection
 from .registry import ImageRef, RegistryError
 
 log = logging.getLogger(__name__)
@@ -262,8 +264,24 @@ class SharedCache:
             if step.source == "shared":
                 self._pending.append({"stream": self._describe(step) + "\n"})
                 self._touch(step)
+            elif step.source == "local" and self._built_elsewhere(step):
+                # Another host's layer in this host's storage: fetched ahead
+                # (prefetch.py) or pulled by an earlier build here.
+                step.source = "shared"
+                self._pending.append({"stream": self._describe(step) + " (already on this host)\n"})
+                self._touch(step)
             else:
                 self._remember(step)
+
+    def _built_elsewhere(self, step: CacheStep) -> bool:
+        try:
+            host = db.session.scalar(select(CacheLayer.built_host).where(CacheLayer.cache_key == step.key))
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            log.warning("job=%s could not look a cache key up", self.job_id, exc_info=True)
+            return False
+        return host is not None and host != self.host
 
     def _describe(self, step: CacheStep) -> str:
         row = db.session.scalar(select(CacheLayer).where(CacheLayer.cache_key == step.key))
@@ -412,19 +430,7 @@ def run_cache_prune(app) -> bool:
 def prune_cache_job() -> None:
     """RQ entry point of the scheduled prune; a registry that does not answer is logged
     and asked again next interval."""
-    if not has_app_context():
-        from .. import create_app
-
-        with create_app().app_context():
-            return prune_cache_job()
-    db.engine.dispose(close=False)  # the worker's pooled connections stay the worker's
-    try:
-        prune_cache()
-    except Exception as exc:
-        db.session.rollback()
-        log.warning("event=cache_prune_failed error=%s", kv(f"{type(exc).__name__}: {exc}"))
-    finally:
-        db.session.remove()
+    maintenance_job(prune_cache, "cache_prune_failed")
 
 
 def register_cli(app):

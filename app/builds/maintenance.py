@@ -32,6 +32,8 @@ from ..extensions import db
 from ..models import BuildJob, ImageSpec, JobStatus
 from ..ops.logging import kv
 from ..revisions import active as active_revision
+from . import prefetch
+from .cache import cache_repository
 from .queue import build_queue, redis_connection, rq_job_id
 from .registry import ImageRef, RegistryClient, RegistryError
 
@@ -168,7 +170,8 @@ def prune_images(keep_recent: int | None = None, dangling_keep_hours: float | No
 def _tags_to_keep(keep_recent: int) -> dict[str, set[str]]:
     """Per spec name: the tags of its newest `keep_recent` jobs, of its queued and running
     jobs, of its active revision, of its latest succeeded job, and ``latest``. A spec not
-    in the database keeps nothing."""
+    in the database keeps nothing; the shared cache repository, when it is under
+    REGISTRY, keeps the tags this host fetched ahead."""
     rank = func.row_number().over(partition_by=BuildJob.spec_id, order_by=BuildJob.revision.desc()).label("rank")
     ranked = select(BuildJob.id, BuildJob.spec_id, BuildJob.status, rank).subquery()
     latest_succeeded = select(func.max(BuildJob.id)).where(BuildJob.status == JobStatus.SUCCEEDED).group_by(
@@ -188,6 +191,11 @@ def _tags_to_keep(keep_recent: int) -> dict[str, set[str]]:
     keep = {name: {"latest"} for name in db.session.scalars(select(ImageSpec.name))}
     for name, revision, digest in rows:
         keep[name].add(f"r{revision}-{digest}")
+    # The shared cache's images fetched ahead for the next builds (app/builds/prefetch.py).
+    config = current_app.config
+    prefix, repository = config["REGISTRY"] + "/", cache_repository(config)
+    if repository.startswith(prefix) and "/" not in repository[len(prefix):]:
+        keep.setdefault(repository[len(prefix):], set()).update(prefetch.kept_keys())
     return keep
 
 

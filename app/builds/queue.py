@@ -1,8 +1,9 @@
-"""Putting build jobs on the RQ queue. The queue carries only the job id."""
+"""Putting build jobs on the RQ queue (the queue carries only the job id), and the body
+every scheduled maintenance job on the queues shares (``maintenance_job``)."""
 import logging
 import threading
 
-from flask import current_app
+from flask import current_app, has_app_context
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
@@ -64,3 +65,26 @@ def enqueue_build(job_id: int) -> bool:
         return False
     log.info("job=%s enqueued", job_id)
     return True
+
+
+def maintenance_job(work, failed_event: str) -> None:
+    """Run `work` as the body of a scheduled RQ job that is not a build (the cache's
+    pruning, fetching it ahead): in the app's context, leaving the worker's pooled
+    connections to the worker. An error is logged as `failed_event`; the next scheduled
+    run tries again."""
+    from ..extensions import db
+    from ..ops.logging import kv
+
+    if not has_app_context():
+        from .. import create_app
+
+        with create_app().app_context():
+            return maintenance_job(work, failed_event)
+    db.engine.dispose(close=False)  # the worker's pooled connections stay the worker's
+    try:
+        work()
+    except Exception as exc:
+        db.session.rollback()
+        log.warning("event=%s error=%s", failed_event, kv(f"{type(exc).__name__}: {exc}"))
+    finally:
+        db.session.remove()

@@ -212,6 +212,7 @@ def run_periodically(app, interval: float | None = None, stop: threading.Event |
     from ..builds.cache import run_cache_prune
     from ..builds.maintenance import run_maintenance
     from ..builds.orphans import sweep_orphan_builds
+    from ..builds.prefetch import run_prefetch
     from .forkguard import no_fork
     from .retention import prune_jobs
 
@@ -233,6 +234,7 @@ def run_periodically(app, interval: float | None = None, stop: threading.Event |
                         next_prune = time.monotonic() + app.config["PRUNE_INTERVAL"]
                     run_maintenance(app)  # image pruning: at most once per IMAGE_PRUNE_INTERVAL
                     run_cache_prune(app)  # the shared cache repository, as often
+                    run_prefetch(app)  # this host's copy of other hosts' cached layers
                 except (SQLAlchemyError, RedisError, OSError) as exc:
                     db.session.rollback()
                     log.warning("event=reconcile_failed error=%s", kv(exc))

@@ -162,6 +162,9 @@ class Stack:
             BUILD_TIMEOUT=str(self.settings["BUILD_TIMEOUT"]),
             INSTANCE_PATH=str(self.workdir / "instance"),
             PYTHONUNBUFFERED="1",
+            # Off unless a test turns it on: a round fetched between two builds would
+            # decide which path of the shared cache a test exercises.
+            BUILD_CACHE_PREFETCH="false",
         )
         if self.settings["BUILD_CA_BUNDLE"]:
             env["BUILD_CA_BUNDLE"] = self.settings["BUILD_CA_BUNDLE"]
@@ -320,12 +323,15 @@ class Stack:
             podman.close()
         return tag
 
-    def registry_base(self, name: str) -> tuple[str, str]:
+    def registry_base(self, name: str, distinct: bool = False) -> tuple[str, str]:
         """A base image in the registry that only this session has built on (so no build
         host has its layers cached from before), and the name of a pull secret for it:
-        builds on it send registry auth, which the shared cache's pushes use too."""
+        builds on it send registry auth, which the shared cache's pushes use too. A
+        `distinct` one is an image of its own (a label), so that no step built on another
+        base of the session has its cache keys."""
         ref = f"{REGISTRY_HOST}/it-{self.sid}/{name}:1"
-        local = self.build_helper_image(name, f"FROM {BASE}\n")
+        label = f"LABEL imagebuilder.test-base={name}\n" if distinct else ""
+        local = self.build_helper_image(name, f"FROM {BASE}\n{label}")
         podman = self.podman()
         try:
             podman.tag_image(local, ref.rsplit(":", 1)[0], "1")

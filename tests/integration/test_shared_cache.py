@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 
 import pytest
 import requests
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from app.builds.cache import prune_cache
 from app.builds.podman import Podman
+from app.builds.prefetch import local_keys
 from app.extensions import db
 from app.models import CacheLayer
 from integration.support import BASE, REGISTRY_HOST, REPO, assert_succeeded, change_spec, save_spec
@@ -150,3 +152,44 @@ def test_a_cache_push_the_registry_refuses_still_gives_a_succeeded_job(stack, ho
            "required)" in text
     assert "Successfully installed six-1.15.0" in text and "==> Done" in text
     assert stack.registry_client().tags(f"it-{stack.sid}/cache-that-refuses") == []
+
+
+def test_a_build_host_fetches_other_hosts_layers_ahead_and_its_rebuild_finds_them_at_home(stack, host_b):
+    """Host B's worker, with no build to run, pulls the layers host A pushed for the active
+    revision (app/builds/prefetch.py, on B's own queue); B's first rebuild of the spec then
+    takes them from its own storage and pulls nothing while it builds."""
+    base, secret = stack.registry_base("prefetch-base", distinct=True)  # no layer of it on B yet
+    name = "fetched-ahead"
+    on_host(stack, stack.settings["PODMAN_URL"], "host-a")
+    cold = stack.wait_for(save_spec(stack, name=name, base_image=base, pull_secret=secret, apt="bc",
+                                    pip="six==1.16.0"))
+    assert_succeeded(stack, cold)
+    keys = [s["key"] for s in cold.cache_layers]
+    assert len(keys) == 3 and all(keys)
+    repository = f"{stack.registry}/imagebuilder-cache"
+
+    log_path = stack.workdir / "worker-host-b.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
+    on_host(stack, host_b, "host-b", BUILD_CACHE_PREFETCH="true", BUILD_CACHE_PREFETCH_INTERVAL="2")
+    round_line = re.compile(r"event=cache_prefetched host=host-b repository=\S+ pulled=(\d+) present=\d+ errors=0")
+    podman, deadline = Podman(host_b), time.monotonic() + 180
+    try:
+        while not (set(keys) <= local_keys(podman, repository)
+                   and (pulled := round_line.search(log_path.read_text(errors="replace")[start:]))):
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")[start:][-3000:]
+            time.sleep(1)
+    finally:
+        podman.close()
+    assert int(pulled.group(1)) >= 3  # this spec's three, and host A's layers of the other tests' specs
+
+    warm = stack.wait_for(change_spec(stack, name, pip="six==1.17.0"))
+    assert_succeeded(stack, warm)
+    warm_log = stack.log_text(warm.id)
+    assert (f"APT layer: from the shared cache, built on host-a for r{cold.revision} (already on this host)"
+            in warm_log), warm_log
+    assert "Cache pulled from remote" not in warm_log  # nothing pulled while it built
+    assert "Setting up bc" not in warm_log and "Successfully installed six-1.17.0" in warm_log
+    assert [(s["layer"], s["source"]) for s in warm.cache_layers] == [
+        ("CA bundle layer", "shared"), ("APT layer", "shared"), ("pip layer", "built")]
+    cold_layers, warm_layers = layers(stack, cold.image), layers(stack, warm.image)
+    assert warm_layers[:-1] == cold_layers[:-1] and warm_layers[-1] != cold_layers[-1]
