@@ -219,18 +219,20 @@ def test_several_registries_go_in_one_registry_config_header():
         "docker.io": {"username": "me", "password": "p1"}, "reg.example.com": {"username": "robot", "password": "p2"}}
 
 
-@pytest.mark.parametrize("built_host, line, source", [
-    ("host-a", "APT layer: from the shared cache, built on host-a for r4 (already on this host)\n", "shared"),
-    ("host-b", None, "local"),  # this host's own layer, found where it built it
+@pytest.mark.parametrize("tagged, line, source", [
+    (True, "APT layer: from the shared cache, built on host-a for r4 (already on this host)\n", "shared"),
+    (False, None, "local"),  # built here: a push tags nothing in local storage
 ])
-def test_a_local_hit_on_another_hosts_layer_is_named_as_from_the_shared_cache(app, fake, built_host, line,  # noqa: F811
-                                                                              source):
-    """A layer fetched ahead (app/builds/prefetch.py) is in local storage: Podman says "Using
-    cache", and the key's row says which host built it."""
+def test_a_local_hit_on_a_layer_pulled_from_the_cache_is_named_as_from_the_shared_cache(app, fake, tagged,  # noqa: F811
+                                                                                       line, source):
+    """A layer fetched ahead (app/builds/prefetch.py) is in local storage under its cache
+    tag: Podman says "Using cache"; the key's row says which host built it."""
     app.config["BUILD_HOST_NAME"] = "host-b"
-    db.session.add(CacheLayer(cache_key=KEY_B, layer="APT layer", built_host=built_host, spec_name="demo",
+    db.session.add(CacheLayer(cache_key=KEY_B, layer="APT layer", built_host="host-a", spec_name="demo",
                               revision=4))
     db.session.commit()
+    if tagged:
+        fake.images[f"{REPO}:{KEY_B}"] = {"Id": "c" * 64}
     fake.build_events = [{"stream": text + "\n"} for text in (
         "STEP 1/2: RUN apt-get update && apt-get install -y jq", "--> Using cache " + "c" * 64,
         f"--> Pushing cache {REPO}:{KEY_B}", "STEP 2/2: RUN pip install six", f"--> Pushing cache {REPO}:{KEY_A}",

@@ -18,8 +18,8 @@ This module owns:
   (measured on 4.3.1); the secret's content is not in the key;
 - reading the build's output for the cache (``CacheLines``, ``SharedCache.watch``): which
   steps came from the shared cache ("APT layer: from the shared cache, built on host-a
-  for r4", with "(already on this host)" when another host's layer was in local storage,
-  fetched ahead by prefetch.py), which were pushed; the job's ``cache_layers`` and the
+  for r4", with "(already on this host)" for a layer found in local storage under its
+  cache tag: fetched ahead by prefetch.py, or pulled by an earlier build), which were pushed; the job's ``cache_layers`` and the
   ``CacheLayer`` rows;
 - a refused cache push (registry full, 403): Podman 4.3 fails the whole build then, so the
   build runs again without pushing (its layers are in local storage by now) and the log
@@ -197,8 +197,9 @@ class SharedCache:
     lets it watch the build's output, and asks it whether a failed build only failed to
     push to the cache (then it builds again, with nothing pushed)."""
 
-    def __init__(self, config, podman_version: str, job_id: int, logw, context: bytes):
+    def __init__(self, config, podman_version: str, job_id: int, logw, context: bytes, podman=None):
         self.mode = cache_mode(config)
+        self.podman = podman
         self.repository = cache_repository(config)
         self.host = config.get("BUILD_HOST_NAME") or "?"
         self.job_id = job_id
@@ -221,7 +222,8 @@ class SharedCache:
 
     @classmethod
     def for_build(cls, config, podman, job_id: int, logw, context: bytes) -> "SharedCache":
-        return cls(config, podman.version() if cache_mode(config) == REGISTRY else "", job_id, logw, context)
+        return cls(config, podman.version() if cache_mode(config) == REGISTRY else "", job_id, logw, context,
+                   podman)
 
     def build_params(self) -> dict:
         return cache_params(self.mode, self.version, self.repository, push=self.push)
@@ -264,24 +266,24 @@ class SharedCache:
             if step.source == "shared":
                 self._pending.append({"stream": self._describe(step) + "\n"})
                 self._touch(step)
-            elif step.source == "local" and self._built_elsewhere(step):
-                # Another host's layer in this host's storage: fetched ahead
-                # (prefetch.py) or pulled by an earlier build here.
+            elif step.source == "local" and self._pulled_here(step):
                 step.source = "shared"
                 self._pending.append({"stream": self._describe(step) + " (already on this host)\n"})
                 self._touch(step)
             else:
                 self._remember(step)
 
-    def _built_elsewhere(self, step: CacheStep) -> bool:
-        try:
-            host = db.session.scalar(select(CacheLayer.built_host).where(CacheLayer.cache_key == step.key))
-            db.session.commit()
-        except Exception:
-            db.session.rollback()
-            log.warning("job=%s could not look a cache key up", self.job_id, exc_info=True)
+    def _pulled_here(self, step: CacheStep) -> bool:
+        """Whether a layer Podman found in local storage came from the shared cache: one
+        fetched ahead (prefetch.py) or pulled by an earlier build here carries its cache
+        tag in local storage; one this host built does not (a push tags nothing)."""
+        if self.podman is None or not step.key:
             return False
-        return host is not None and host != self.host
+        try:
+            return self.podman.inspect_image(f"{self.repository}:{step.key}") is not None
+        except Exception:
+            log.warning("job=%s could not look for a cache tag", self.job_id, exc_info=True)
+            return False
 
     def _describe(self, step: CacheStep) -> str:
         row = db.session.scalar(select(CacheLayer).where(CacheLayer.cache_key == step.key))
