@@ -122,6 +122,33 @@ def test_a_session_ends_after_session_idle_minutes_without_a_request(client, aut
     assert status_later(719 + 719 + 721) == 302
 
 
+def test_a_pages_own_polls_do_not_renew_the_session(client, auth, app, monkeypatch):
+    """A job page left open (its log's long poll, its row refreshing itself) is not the user:
+    it neither re-signs the cookie nor keeps the session alive."""
+    from tests.test_pages import make_spec, set_job
+    from app.models import JobStatus
+
+    with app.app_context():
+        spec, job = make_spec("polled")
+        set_job(job, status=JobStatus.RUNNING)
+        job_id = job.id
+    app.config["LOG_WAIT_SECONDS"] = 0.05
+    polls = [f"/jobs/{job_id}/log?offset=0&wait=1", f"/jobs/{job_id}/row", "/specs/polled/row"]
+
+    def later(minutes, path, **kwargs):
+        monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: now(self) + minutes * 60)
+        with app.app_context():
+            return client.get(path, **kwargs)
+
+    now = TimestampSigner.get_timestamp
+    assert "Set-Cookie" in later(0, "/").headers  # the user: renewed
+    for minutes, path in zip((300, 600, 700), polls):
+        response = later(minutes, path, headers={"HX-Request": "true"})
+        assert response.status_code in (200, 204), path
+        assert "Set-Cookie" not in response.headers, path
+    assert later(721, "/").status_code == 302  # 721 minutes after the user's last request
+
+
 # Throttle
 
 def test_five_failed_sign_ins_for_a_username_then_429_even_with_the_right_password(client, admin):
