@@ -137,6 +137,12 @@ class Config:
     # --threads, so pages are still answered while every slot is taken).
     LOG_WAIT_SECONDS = float(os.environ.get("LOG_WAIT_SECONDS", "20"))
     LOG_WAIT_SLOTS = int(os.environ.get("LOG_WAIT_SLOTS", "24"))
+    # How many log requests of a web process look in the database and render at once (the
+    # rest sleep their turn, so pages share the interpreter with only these few), and how
+    # many log answers a web process sends a second at most, shared out in arrival order
+    # (0: no limit). Past it, viewers get their new lines batched; pages stay quick.
+    LOG_ANSWER_SLOTS = int(os.environ.get("LOG_ANSWER_SLOTS", "1"))
+    LOG_ANSWER_RATE = float(os.environ.get("LOG_ANSWER_RATE", "30"))
 
     RQ_DASHBOARD_REDIS_URL = REDIS_URL
 

@@ -40,6 +40,7 @@ from sqlalchemy.engine import make_url
 
 from _stack import REPO, percentile
 from app import create_app
+from config import Config
 from app.auth.service import create_or_update_user, issue_token
 from app.builds import livelog
 from app.builds.logs import append_log_chunk
@@ -518,6 +519,22 @@ def quiet_request_log(path: Path) -> None:
             handler.setStream(open(path, "a"))
 
 
+def print_comparison(poll: dict, unbounded: dict, slots: int, rate: float, threads: int) -> None:
+    """The two live-log runs side by side: answer turns and rate as configured, and unbounded."""
+    print(f"\n  {'same load, same run':<38} {f'{slots} turn(s), {rate:g}/s':>22} {f'{threads} turns, no rate':>22}  ratio")
+    rows = [("requests/s", poll["rps"], unbounded["rps"]),
+            ("a wait answered, p50 ms", poll["p50"], unbounded["p50"]),
+            ("a wait answered, p95 ms", poll["p95"], unbounded["p95"])]
+    for label in poll["pages"]:
+        if label in unbounded["pages"]:
+            rows.append((f"{label} p50 ms", poll["pages"][label][0], unbounded["pages"][label][0]))
+            rows.append((f"{label} p95 ms", poll["pages"][label][1], unbounded["pages"][label][1]))
+    for label, mine, theirs in rows:
+        print(f"  {label:<38} {mine:>22.1f} {theirs:>22.1f}  {mine / theirs if theirs else float('nan'):.2f}")
+    errors = len(unbounded["server_errors"] + unbounded["page_errors"] + unbounded["failures"] + unbounded["writer_errors"])
+    print(f"  {'5xx, failures, writer errors':<38} {'(below)':>22} {errors:>22}")
+
+
 def verdict(value: float, target: float | None) -> str:
     if target is None:
         return ""
@@ -538,6 +555,8 @@ def main():
     parser.add_argument("--poll-every", type=float, default=1.0, help="the pages are opened within this many seconds")
     parser.add_argument("--workers", type=int, default=2, help="as scripts/run and the Procfile")
     parser.add_argument("--threads", type=int, default=32, help="as scripts/run and the Procfile")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="skip the second live-log run with unbounded answer turns")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="imagebuilder-scale-"))
@@ -546,8 +565,9 @@ def main():
     os.environ.update({k: env[k] for k in ("INSTANCE_PATH", "CREDENTIALS_KEY")})
     print(f"database: {make_url(url).render_as_string(hide_password=True)}", flush=True)
     upgrade(env)
+    # Server time, so no answer rate: 50 log polls in a row would wait for their turns.
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": env["SECRET_KEY"],
-                      "CREDENTIALS_KEY": env["CREDENTIALS_KEY"], "WTF_CSRF_ENABLED": False})
+                      "CREDENTIALS_KEY": env["CREDENTIALS_KEY"], "WTF_CSRF_ENABLED": False, "LOG_ANSWER_RATE": 0})
     quiet_request_log(workdir / "bench-app.log")
     started = time.perf_counter()
     with app.app_context():
@@ -562,6 +582,14 @@ def main():
           flush=True)
     poll = poll_figures(env, facts["running"], args.clients, args.seconds, args.write_every,
                         args.poll_every, args.workers, args.threads)
+    unbounded = None
+    if not args.no_compare:
+        # The same load with as many answer turns as threads and no answer rate: every woken
+        # request looks and renders at once, as before LOG_ANSWER_SLOTS and LOG_ANSWER_RATE.
+        print("the same again, unbounded: LOG_ANSWER_SLOTS = threads, LOG_ANSWER_RATE 0 ...", flush=True)
+        unbounded = poll_figures({**env, "LOG_ANSWER_SLOTS": str(args.threads), "LOG_ANSWER_RATE": "0"},
+                                 facts["running"], args.clients,
+                                 args.seconds, args.write_every, args.poll_every, args.workers, args.threads)
 
     backend = make_url(url).get_backend_name()
     print(f"\nServer time, Flask test client, {args.iterations} requests each ({backend}; "
@@ -570,8 +598,8 @@ def main():
     for label, m, target in pages:
         print(f"{label:<44} {m['median']:>9.1f} {m['p95']:>8.1f} {m['queries']:>7} {m['bytes'] / 1024:>6.0f}  "
               f"{verdict(m['median'], target)}")
-    slots = app.config["LOG_WAIT_SLOTS"]
-    print(f"\nLive logs, gunicorn {args.workers}x{args.threads} gthread, LOG_WAIT_SLOTS {slots} a process: "
+    print(f"\nLive logs, gunicorn {args.workers}x{args.threads} gthread; a process: LOG_WAIT_SLOTS "
+          f"{Config.LOG_WAIT_SLOTS}, LOG_ANSWER_SLOTS {Config.LOG_ANSWER_SLOTS}, LOG_ANSWER_RATE {Config.LOG_ANSWER_RATE:g}/s. "
           f"{args.clients} viewers long-polling (wait=1) the logs of {len(facts['running'])} builds, each writing "
           f"a chunk every {args.write_every * 1000:.0f} ms and publishing its wake-up")
     print(f"  requests {poll['requests']}  ({poll['rps']:.0f}/s)   chunks written {poll['chunks_written']}   "
@@ -581,6 +609,8 @@ def main():
     for label, (p50, p95, count) in poll["pages"].items():
         print(f"  {label:<18} while they wait: {count} requests, p50 {p50:.1f} ms, p95 {p95:.1f} ms   "
               f"p95 {verdict(p95, PAGE_P95_TARGET_MS)}")
+    if unbounded is not None:
+        print_comparison(poll, unbounded, Config.LOG_ANSWER_SLOTS, Config.LOG_ANSWER_RATE, args.threads)
     problems = {"5xx responses": poll["server_errors"] + poll["page_errors"], "request failures": poll["failures"],
                 "writer errors (a locked database would be one)": poll["writer_errors"]}
     for name, found in problems.items():

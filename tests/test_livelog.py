@@ -81,6 +81,84 @@ def test_when_every_waiting_slot_is_taken_the_poll_answers_at_once(app, client, 
     assert response.headers["Retry-After"] == str(livelog.OVERFLOW_RETRY_SECONDS)
 
 
+def test_a_waiting_poll_holds_no_pooled_database_connection(app, client, auth):
+    """24 waits a process would otherwise take the whole pool, and pages would queue for it."""
+    job = running_job()
+    url = waiting_url(client, job)
+    app.config["LOG_WAIT_SECONDS"] = 30
+    db.session.commit()
+    fanout = livelog.wakeups()
+    channel = livelog._channel(job.id, app.config["RQ_QUEUE"])
+    seen = {}
+
+    def worker_writes_once_the_poll_waits():
+        with app.app_context():
+            for _ in range(200):
+                if fanout._waiting.get(channel):
+                    break
+                threading.Event().wait(0.02)
+            seen["waiting"] = bool(fanout._waiting.get(channel))
+            seen["checked out"] = db.engine.pool.checkedout()
+            append_log_chunk(db.session.get(BuildJob, job.id), "after the look\n")
+            db.session.commit()
+            livelog.announce_chunk(redis_connection(), job.id)
+
+    writer = threading.Thread(target=worker_writes_once_the_poll_waits)
+    writer.start()
+    response = client.get(url)
+    writer.join()
+    assert seen == {"waiting": True, "checked out": 0}
+    assert response.status_code == 200 and "after the look" in response.get_data(as_text=True)
+
+
+def test_log_answers_take_turns_and_a_poll_sleeps_until_a_turn_is_free(app, client, auth):
+    """LOG_ANSWER_SLOTS 1: while another request holds the process's one turn, a poll with
+    news waits for it (it never renders beside it), then answers with everything new."""
+    job = running_job()
+    url = waiting_url(client, job)
+    append_log_chunk(db.session.get(BuildJob, job.id), "first\n")
+    append_log_chunk(db.session.get(BuildJob, job.id), "second\n")
+    db.session.commit()
+    app.config.update(LOG_ANSWER_SLOTS=1, LOG_WAIT_SECONDS=30)
+    held, release = threading.Event(), threading.Event()
+
+    def another_answer():
+        with app.test_request_context():
+            with livelog.answer_turn(5) as turn:
+                assert turn
+                held.set()
+                release.wait(10)
+
+    holder = threading.Thread(target=another_answer)
+    holder.start()
+    assert held.wait(5)
+    answered = {}
+
+    def poll():
+        answered["response"] = client.get(url)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    poller.join(timeout=0.5)
+    assert poller.is_alive(), "the poll answered while the only turn was taken"
+    release.set()
+    poller.join(timeout=10)
+    holder.join(timeout=10)
+    body = answered["response"].get_data(as_text=True)
+    assert answered["response"].status_code == 200
+    assert "first" in body and "second" in body
+
+
+def test_a_turn_that_never_comes_free_ends_in_a_plain_poll_answer(app, monkeypatch):
+    app.config["LOG_ANSWER_SLOTS"] = 1
+    with app.test_request_context():
+        with livelog.answer_turn(1) as first:
+            with livelog.answer_turn(0.05) as second:
+                assert (first, second) == (True, False)
+        with livelog.answer_turn(0.05) as again:
+            assert again  # released with its request
+
+
 def test_a_finished_job_is_never_held(app, client, auth):
     job = running_job()
     url = waiting_url(client, job)
@@ -186,3 +264,46 @@ def test_channels_and_watched_keys_name_the_install_and_the_job(app):
         redis.delete(livelog._watch_key(42, queue))
 
 
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+def test_the_answer_pace_gives_each_request_the_next_free_moment_in_arrival_order():
+    clock = FakeClock()
+    pace = livelog.Pace(rate=10, burst=2, clock=clock, sleep=clock.sleep)
+    # After a quiet spell a burst of two goes at once; then one every 100 ms, in order.
+    assert [pace.take(timeout=5) for _ in range(4)] == [True] * 4
+    assert clock.slept == [0.1, 0.1]
+    # A request whose moment is further away than its timeout takes none and is refused.
+    assert pace.take(timeout=0.05) is False
+    assert pace.take(timeout=1) is True and clock.slept[-1] == 0.1
+    clock.now += 10  # quiet again: the burst is back, and no more than the burst
+    assert [pace.take(timeout=5) for _ in range(3)] == [True] * 3
+    assert clock.slept[-1] == 0.1 and len(clock.slept) == 4
+
+
+def test_a_moment_given_back_lets_the_next_request_go_sooner():
+    clock = FakeClock()
+    pace = livelog.Pace(rate=10, burst=1, clock=clock, sleep=clock.sleep)
+    assert pace.take(timeout=5)
+    pace.give_back()  # that look found nothing new: it rendered nothing
+    assert pace.take(timeout=5) and clock.slept == []
+
+
+def test_an_answer_rate_of_0_means_no_pace(app):
+    with app.test_request_context():
+        app.config["LOG_ANSWER_RATE"] = 0
+        assert livelog.pace() is None
+        app.config["LOG_ANSWER_RATE"] = 30
+        assert livelog.pace() is livelog.pace() and livelog.pace().rate == 30

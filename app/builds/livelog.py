@@ -3,18 +3,30 @@
 The database stays the truth; Redis only wakes readers up. After the worker commits a log
 chunk it publishes on the job's channel (`announce_chunk`; channels and the watched keys
 carry the install's RQ_QUEUE, so installs sharing a Redis never wake or speed up each
-other's jobs of the same id). A reader asks with its
-cursor and waits (`wait_for_news`): it registers for the job's wake-ups first, then looks in
-the database, so no chunk committed in between is missed; it wakes on a message and looks
-again, and also looks every RECHECK_SECONDS on its own (a status change comes without a
-chunk, and Redis may be down). A web process holds one Redis subscription for all its
-waiting requests (`Wakeups`: a thread of its own, started by the first wait after the
-process starts or forks), so a wait opens no connection of its own. Opening the job page and every wait mark the job watched (`mark_watched`), and while a job is watched the worker
-writes its chunks sooner (`Watched`, LOG_LIVE_FLUSH_SECONDS instead of LOG_FLUSH_SECONDS).
+other's jobs of the same id). A reader asks with its cursor and waits (`wait_for_news`):
+it registers for the job's wake-ups first, then looks in the database, so no chunk
+committed in between is missed; it wakes on a message and looks again, and also looks
+every RECHECK_SECONDS on its own (a status change comes without a chunk, and Redis may be
+down). A web process holds one Redis subscription for all its waiting requests
+(`Wakeups`: a thread of its own, started by the first wait after the process starts or
+forks), so a wait opens no connection of its own. Opening the job page and every wait mark
+the job watched (`mark_watched`), and while a job is watched the worker writes its chunks
+sooner (`Watched`, LOG_LIVE_FLUSH_SECONDS instead of LOG_FLUSH_SECONDS).
 
 Waiting requests hold a web thread each, so a process lets at most LOG_WAIT_SLOTS of them
 wait at once (`wait_slot`); a request that finds no free slot is answered at once and its
 viewer polls plainly instead (the job page asks again after OVERFLOW_RETRY_SECONDS).
+
+Looking in the database and rendering an answer is work for the CPU, and a process's
+threads share one interpreter lock: with every viewer asking again as soon as it is
+answered, dozens of log answers would be runnable at once and a page would get a small
+share of the lock. So at most LOG_ANSWER_SLOTS requests of a process look or render log
+at a time (`answer_turn`); the others sleep until it is theirs (they lose no throughput:
+the lock lets one thread run at a time anyway), and pages compete with those few only.
+And a process sends at most LOG_ANSWER_RATE answers a second (`pace`), each request in
+arrival order: past that, viewers get the chunks written meanwhile in fewer, bigger
+answers instead of taking every CPU from the pages. Neither wait holds a database
+connection.
 """
 from __future__ import annotations
 
@@ -23,7 +35,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable
+from typing import Callable, TypeVar
 
 from flask import current_app
 from redis import Redis
@@ -32,14 +44,15 @@ from redis.exceptions import RedisError
 from .queue import redis_connection
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RECHECK_SECONDS = 1.0
 OVERFLOW_RETRY_SECONDS = 2
 WATCH_TTL_SECONDS = 30  # a reader renews it with every request (at least every 20 s)
 WATCH_CHECK_SECONDS = 0.25  # how often the worker asks whether anyone is watching
 
-_slots: dict[int, threading.BoundedSemaphore] = {}
-_slots_lock = threading.Lock()
+_semaphores: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_semaphores_lock = threading.Lock()
 
 
 CHANNEL_PREFIX = "imagebuilder:log:"
@@ -107,19 +120,78 @@ def mark_watched(job_id: int) -> None:
         log.debug("job=%s could not mark its log watched", job_id, exc_info=True)
 
 
+def _semaphore(setting: str, minimum: int) -> threading.BoundedSemaphore:
+    """The process's semaphore sized by ``setting`` (one per size, so a test may change it)."""
+    size = max(minimum, int(current_app.config[setting]))
+    with _semaphores_lock:
+        return _semaphores.setdefault((setting, size), threading.BoundedSemaphore(size))
+
+
 @contextmanager
-def wait_slot():
-    """True while this request holds one of the process's waiting slots, False when all
-    are taken (then answer at once)."""
-    slots = int(current_app.config["LOG_WAIT_SLOTS"])
-    with _slots_lock:
-        semaphore = _slots.setdefault(slots, threading.BoundedSemaphore(slots))
-    admitted = semaphore.acquire(blocking=False)
+def _held(semaphore: threading.BoundedSemaphore, timeout: float | None):
+    admitted = semaphore.acquire(blocking=False) if timeout is None else semaphore.acquire(timeout=timeout)
     try:
         yield admitted
     finally:
         if admitted:
             semaphore.release()
+
+
+def wait_slot():
+    """True while this request holds one of the process's waiting slots, False when all
+    are taken (then answer at once). LOG_WAIT_SLOTS 0: no request waits."""
+    return _held(_semaphore("LOG_WAIT_SLOTS", 0), None)
+
+
+def answer_turn(timeout: float):
+    """True while this request holds one of the process's LOG_ANSWER_SLOTS turns to look in
+    the database and render log; False when none came free within ``timeout`` seconds."""
+    return _held(_semaphore("LOG_ANSWER_SLOTS", 1), timeout)
+
+
+class Pace:
+    """At most ``rate`` log answers a second in this process, in arrival order: each request
+    is given the next free moment, 1/rate after the one before (a burst of ``burst`` may
+    go at once after a quiet spell), and sleeps until then, holding nothing. So under
+    more viewers than the rate, each gets its share, with the chunks written meanwhile."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.rate, self.burst = rate, burst
+        self._clock, self._sleep = clock, sleep
+        self._next = clock()
+        self._lock = threading.Lock()
+
+    def take(self, timeout: float) -> bool:
+        """Wait for this request's moment; False (and no moment taken) when it is more
+        than ``timeout`` seconds away."""
+        interval = 1.0 / self.rate
+        with self._lock:
+            now = self._clock()
+            at = max(now, self._next - (self.burst - 1) * interval)
+            if at - now > timeout:
+                return False
+            self._next = max(self._next, at) + interval
+        if at > now:
+            self._sleep(at - now)
+        return True
+
+    def give_back(self) -> None:
+        """A taken moment that was not used (nothing new): the next request may go sooner."""
+        with self._lock:
+            self._next = max(self._clock(), self._next - 1.0 / self.rate)
+
+
+_paces: dict[float, Pace] = {}
+
+
+def pace() -> Pace | None:
+    """The process's pace for log answers (LOG_ANSWER_RATE a second), None when unlimited."""
+    rate = float(current_app.config.get("LOG_ANSWER_RATE", 0))
+    if rate <= 0:
+        return None
+    with _semaphores_lock:
+        return _paces.setdefault(rate, Pace(rate, burst=max(1.0, rate / 4)))
 
 
 class Wakeups:
@@ -206,19 +278,20 @@ def wakeups(url: str | None = None) -> Wakeups:
         return _wakeups.setdefault(url, Wakeups(url))
 
 
-def wait_for_news(job_id: int, has_news: Callable[[], bool], timeout: float) -> bool:
-    """Wait until `has_news()` (a look in the database) is true, up to `timeout` seconds;
-    whether it became true."""
+def wait_for_news(job_id: int, look: Callable[[], T | None], timeout: float) -> T | None:
+    """Wait until `look()` (a look in the database) finds something, up to `timeout`
+    seconds; what it found, or None."""
     deadline = time.monotonic() + timeout
     fanout, namespace = wakeups(), _namespace()
     woken = fanout.register(job_id, namespace)  # before the first look: no chunk slips in between
     try:
         while True:
-            if has_news():
-                return True
+            found = look()
+            if found:
+                return found
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
+                return None
             woken.wait(min(RECHECK_SECONDS, left))
             woken.clear()  # a wake-up after this is kept for the next wait
     finally:

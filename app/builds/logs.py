@@ -46,11 +46,6 @@ def read_chunks(job_id: int, offset: int = 0, limit: int | None = 500) -> tuple[
     return [(text, unix_time(created)) for _seq, text, created in rows], rows[-1].seq + 1
 
 
-def has_chunks_from(job_id: int, offset: int) -> bool:
-    found = db.session.scalar(select(LogChunk.id).where(LogChunk.job_id == job_id, LogChunk.seq >= offset).limit(1))
-    return found is not None
-
-
 def unix_time(value: datetime) -> float:
     # The models store naive UTC datetimes.
     return value.replace(tzinfo=timezone.utc).timestamp()

@@ -11,9 +11,12 @@ from ..params import query_int
 from ..ui import local_target
 from . import bp, livelog
 from .control import cancel_job
-from .logs import has_chunks_from, log_text_response, read_chunks
+from .logs import log_text_response, read_chunks
 from .logview import LogPosition, error_line, render_log
 
+# How long a log request sleeps for one of the process's answer turns before it gives up
+# (then it is answered 204, or waits on): turns are short, so only an overloaded process.
+ANSWER_TURN_SECONDS = 5.0
 
 
 def _job_or_404(job_id: int) -> BuildJob:
@@ -72,63 +75,78 @@ def job_row(job_id):
     return render_template("builds/_job_row.html", job=_job_or_404(job_id))
 
 
-def _has_news(job_id: int, offset: int, state: str | None) -> bool:
-    """A fresh look (a transaction of its own, so none stays open while waiting)."""
-    db.session.commit()
-    job = db.session.get(BuildJob, job_id) or abort(404)
-    return not job.log_may_grow or status_key(job) != state or has_chunks_from(job_id, offset)
-
-
 def _nothing_new(retry_after: int | None = None):
     """204: nothing to swap. Retry-After tells the job page when to ask again."""
     return "", 204, ({"Retry-After": str(retry_after)} if retry_after is not None else {})
 
 
+def _answer(job_id: int, offset: int, state: str | None, line: int, step: int) -> str | None:
+    """The log update after the cursor, or None while there is nothing new (or no answer
+    turn came free). Looks and renders in one of the process's answer turns
+    (livelog.answer_turn), in a transaction of its own that has ended when it returns: a
+    request sleeping for a turn or for news holds no pooled connection.
+
+    The status is read before the log: a job that had finished by then had written all its
+    log, so an empty read of a finished job means the log is complete and the poller comes
+    back without a trigger."""
+    db.session.commit()
+    paced = livelog.pace()
+    if paced is not None and not paced.take(ANSWER_TURN_SECONDS):
+        return None
+    with livelog.answer_turn(ANSWER_TURN_SECONDS) as turn:
+        if not turn:
+            return None
+        try:
+            job = _job_or_404(job_id)
+            finished = not job.log_may_grow
+            chunks, next_offset = read_chunks(job.id, offset)
+            new_state = status_key(job)
+            if not chunks and not finished and state == new_state:
+                if paced is not None:
+                    paced.give_back()
+                return None
+            log_html, position = render_log(chunks, LogPosition(line=line, step=step), open_last=not finished)
+            done = finished and not chunks
+            return render_template(
+                "builds/_log_update.html",
+                job=job,
+                log_html=log_html,
+                offset=next_offset,
+                position=position,
+                state=new_state,
+                trigger=not done,
+                error_at=_failed_line(job) if done else None,
+            )
+        finally:
+            db.session.commit()
+
+
 @bp.route("/jobs/<int:job_id>/log")
 def job_log(job_id):
     """The log's lines after chunk ``offset``, rendered to continue the page's log (which
-    shows ``line`` lines in ``step`` steps).
+    shows ``line`` lines in ``step`` steps): the lines to add, a new poller carrying the
+    next cursor, and the status block; 204 with no body when there is nothing new.
 
     With ``wait=1`` (the job page) a request for a running job is held until there is
     something new, up to LOG_WAIT_SECONDS, then answered 204 (ask again at once); when every
     waiting slot of the process is taken it is answered at once (204 with Retry-After: ask
-    again later). 204 with no body when there is nothing new. Otherwise the lines to add,
-    a new poller carrying the next cursor, and the status block. The status is read before
-    the log: a job that had finished by then had written all its log, so an empty read of
-    a finished job means the log is complete and the poller comes back without a trigger.
+    again later).
     """
     job = _job_or_404(job_id)
-    offset = _cursor_arg("offset")
+    offset, line, step = _cursor_arg("offset"), _cursor_arg("line"), _cursor_arg("step")
     state = request.args.get("state")
-    if request.args.get("wait") == "1" and job.log_may_grow:
+    waits = request.args.get("wait") == "1" and job.log_may_grow
+    if waits:
         livelog.mark_watched(job.id)
-        if not _has_news(job.id, offset, state):
-            with livelog.wait_slot() as admitted:
-                if not admitted:
-                    return _nothing_new(livelog.OVERFLOW_RETRY_SECONDS)
-                waited = livelog.wait_for_news(job.id, lambda: _has_news(job.id, offset, state),
-                                               float(current_app.config["LOG_WAIT_SECONDS"]))
-            if not waited:
-                return _nothing_new(0)
-        job = _job_or_404(job_id)
-    finished = not job.log_may_grow
-    chunks, next_offset = read_chunks(job.id, offset)
-    new_state = status_key(job)
-    if not chunks and not finished and state == new_state:
-        return _nothing_new()
-    at = LogPosition(line=_cursor_arg("line"), step=_cursor_arg("step"))
-    log_html, position = render_log(chunks, at, open_last=not finished)
-    done = finished and not chunks
-    return render_template(
-        "builds/_log_update.html",
-        job=job,
-        log_html=log_html,
-        offset=next_offset,
-        position=position,
-        state=new_state,
-        trigger=not done,
-        error_at=_failed_line(job) if done else None,
-    )
+    answer = _answer(job.id, offset, state, line, step)
+    if answer is not None or not waits:
+        return answer if answer is not None else _nothing_new()
+    with livelog.wait_slot() as admitted:
+        if not admitted:
+            return _nothing_new(livelog.OVERFLOW_RETRY_SECONDS)
+        answer = livelog.wait_for_news(job_id, lambda: _answer(job_id, offset, state, line, step),
+                                       float(current_app.config["LOG_WAIT_SECONDS"]))
+    return answer if answer is not None else _nothing_new(0)
 
 
 @bp.route("/jobs/<int:job_id>/log.txt")
