@@ -55,7 +55,7 @@ def watch_in_browser(base_url, job_id):
         page.goto("/login")
         page.fill("#username", ADMIN_USERNAME)
         page.fill("#password", ADMIN_PASSWORD)
-        page.click("button[type=submit]")
+        page.click("main button[type=submit]")  # not the header's language buttons
         page.wait_for_url("**/")
         page.goto(f"/jobs/{job_id}")
         page.evaluate(WATCH_LINES)
