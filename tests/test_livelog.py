@@ -81,6 +81,17 @@ def test_when_every_waiting_slot_is_taken_the_poll_answers_at_once(app, client, 
     assert response.headers["Retry-After"] == str(livelog.OVERFLOW_RETRY_SECONDS)
 
 
+def test_past_the_waiting_slots_a_poll_with_news_gets_it_at_once(app, client, auth):
+    job = running_job()
+    url = waiting_url(client, job)
+    append_log_chunk(db.session.get(BuildJob, job.id), "news for a viewer past the slots\n")
+    db.session.commit()
+    app.config.update(LOG_WAIT_SLOTS=0, LOG_WAIT_SECONDS=30)
+    response = client.get(url)
+    assert response.status_code == 200
+    assert "news for a viewer past the slots" in response.get_data(as_text=True)
+
+
 def test_a_waiting_poll_holds_no_pooled_database_connection(app, client, auth):
     """24 waits a process would otherwise take the whole pool, and pages would queue for it."""
     job = running_job()

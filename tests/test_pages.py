@@ -126,6 +126,25 @@ def test_row_fragment_polls_only_while_its_job_is_active(client, auth):
     assert "badge-succeeded" in ended and "registry.test/demo:r1-x" in ended
 
 
+def test_a_rows_words_in_the_list_and_its_refresh_in_both_languages(client, auth):
+    """The words every row repeats are translated once a page (row_words): each one lands
+    where it belongs, in the page's language, in the list and in the htmx row alike."""
+    spec, job = make_spec("demo")
+    set_job(job, status=JobStatus.SUCCEEDED, image="registry.test/demo:r1-x")
+    set_job(spec, active_revision=1)
+    english = ('data-label="Name"', 'data-label="Status"', 'data-label="Updated"', 'title="The active revision"',
+               'title="Copy to the clipboard">Copy</button>', 'data-delete-what="spec">Delete</button>', '>Edit</a>')
+    chinese = ('data-label="名稱"', 'data-label="狀態"', 'data-label="更新時間"', 'title="使用中版號"',
+               'title="複製到剪貼簿">複製</button>', '>刪除</button>', '>編輯</a>')
+    for language, words in (("en", english), ("zh-Hant", chinese)):
+        for url in ("/", "/specs/demo/row"):
+            body = html(client.get(url, headers={"Accept-Language": language}))
+            start = body.index(element(body, f"spec-row-{spec.id}"))
+            row = body[start:body.index("</tr>", start)]
+            for word in words:
+                assert word in row, (language, url, word)
+
+
 def test_unknown_spec_and_job_are_404(client, auth):
     for url in ("/specs/nope/row", "/specs/nope/edit", "/jobs/999", "/jobs/999/log", "/jobs/999/row"):
         assert client.get(url).status_code == 404, url

@@ -14,9 +14,12 @@ from .control import cancel_job
 from .logs import log_text_response, read_chunks
 from .logview import LogPosition, error_line, render_log
 
-# How long a log request sleeps for one of the process's answer turns before it gives up
-# (then it is answered 204, or waits on): turns are short, so only an overloaded process.
-ANSWER_TURN_SECONDS = 5.0
+# How long a log request may sleep for its answer moment (LOG_ANSWER_RATE) and then for an
+# answer turn before it gives up (then it is answered 204, or waits on): a request holding
+# a waiting slot, and one that holds none (a plain poll, or a viewer past LOG_WAIT_SLOTS),
+# so the requests that sleep without a slot never hold many threads for long.
+ANSWER_PATIENCE_SECONDS = 5.0
+PLAIN_PATIENCE_SECONDS = 0.5
 
 
 def _job_or_404(job_id: int) -> BuildJob:
@@ -80,9 +83,9 @@ def _nothing_new(retry_after: int | None = None):
     return "", 204, ({"Retry-After": str(retry_after)} if retry_after is not None else {})
 
 
-def _answer(job_id: int, offset: int, state: str | None, line: int, step: int) -> str | None:
+def _answer(job_id: int, offset: int, state: str | None, line: int, step: int, patience: float) -> str | None:
     """The log update after the cursor, or None while there is nothing new (or no answer
-    turn came free). Looks and renders in one of the process's answer turns
+    moment or turn came within ``patience`` seconds). Looks and renders in one of the process's answer turns
     (livelog.answer_turn), in a transaction of its own that has ended when it returns: a
     request sleeping for a turn or for news holds no pooled connection.
 
@@ -91,9 +94,9 @@ def _answer(job_id: int, offset: int, state: str | None, line: int, step: int) -
     back without a trigger."""
     db.session.commit()
     paced = livelog.pace()
-    if paced is not None and not paced.take(ANSWER_TURN_SECONDS):
+    if paced is not None and not paced.take(patience):
         return None
-    with livelog.answer_turn(ANSWER_TURN_SECONDS) as turn:
+    with livelog.answer_turn(patience) as turn:
         if not turn:
             return None
         try:
@@ -129,23 +132,23 @@ def job_log(job_id):
 
     With ``wait=1`` (the job page) a request for a running job is held until there is
     something new, up to LOG_WAIT_SECONDS, then answered 204 (ask again at once); when every
-    waiting slot of the process is taken it is answered at once (204 with Retry-After: ask
-    again later).
+    waiting slot of the process is taken it is answered at once: with what is new, or 204
+    with Retry-After (ask again later). Only a request holding a slot sleeps for long.
     """
     job = _job_or_404(job_id)
     offset, line, step = _cursor_arg("offset"), _cursor_arg("line"), _cursor_arg("step")
     state = request.args.get("state")
-    waits = request.args.get("wait") == "1" and job.log_may_grow
-    if waits:
-        livelog.mark_watched(job.id)
-    answer = _answer(job.id, offset, state, line, step)
-    if answer is not None or not waits:
+    if request.args.get("wait") != "1" or not job.log_may_grow:
+        answer = _answer(job.id, offset, state, line, step, PLAIN_PATIENCE_SECONDS)
         return answer if answer is not None else _nothing_new()
+    livelog.mark_watched(job.id)
     with livelog.wait_slot() as admitted:
-        if not admitted:
-            return _nothing_new(livelog.OVERFLOW_RETRY_SECONDS)
-        answer = livelog.wait_for_news(job_id, lambda: _answer(job_id, offset, state, line, step),
-                                       float(current_app.config["LOG_WAIT_SECONDS"]))
+        if not admitted:  # answered now if there is news, else polled plainly
+            answer = _answer(job.id, offset, state, line, step, PLAIN_PATIENCE_SECONDS)
+            return answer if answer is not None else _nothing_new(livelog.OVERFLOW_RETRY_SECONDS)
+        answer = livelog.wait_for_news(
+            job_id, lambda: _answer(job_id, offset, state, line, step, ANSWER_PATIENCE_SECONDS),
+            float(current_app.config["LOG_WAIT_SECONDS"]))
     return answer if answer is not None else _nothing_new(0)
 
 
