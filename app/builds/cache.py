@@ -19,8 +19,8 @@ This module owns:
 - reading the build's output for the cache (``CacheLines``, ``SharedCache.watch``): which
   steps came from the shared cache ("APT layer: from the shared cache, built on host-a
   for r4", with "(already on this host)" for a layer found in local storage under its
-  cache tag: fetched ahead by prefetch.py, or pulled by an earlier build), which were pushed; the job's ``cache_layers`` and the
-  ``CacheLayer`` rows;
+  cache tag: fetched ahead by prefetch.py, or pulled by an earlier build), which were
+  pushed; the job's ``cache_layers`` and the ``CacheLayer`` rows;
 - a refused cache push (registry full, 403): Podman 4.3 fails the whole build then, so the
   build runs again without pushing (its layers are in local storage by now) and the log
   gets a warning line; the cache never fails a job;
@@ -47,7 +47,7 @@ from datetime import datetime, timedelta
 import click
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
@@ -351,14 +351,21 @@ class CachePruneSummary:
     errors: list[str] = field(default_factory=list)
 
 
-def active_revision_keys() -> set[str]:
-    """Cache keys of the layers the specs' active revisions were built from."""
-    rows = db.session.scalars(
+def active_revision_keys(newest: int | None = None) -> list[str]:
+    """Cache keys of the layers the specs' active revisions were built from, once each: the
+    newest revision's first, each revision's steps in build order; with ``newest``, only
+    those of the newest that many (the pruning keeps all of them; prefetch.py fetches
+    the newest)."""
+    query = (
         select(BuildJob.cache_layers)
-        .join(ImageSpec, ImageSpec.id == BuildJob.spec_id)
-        .where(BuildJob.revision == ImageSpec.active_revision, BuildJob.cache_layers.is_not(None))
-    ).all()
-    return {layer["key"] for layers in rows for layer in layers or () if layer.get("key")}
+        .join(ImageSpec, and_(ImageSpec.id == BuildJob.spec_id, ImageSpec.active_revision == BuildJob.revision))
+        .where(BuildJob.cache_layers.is_not(None))
+        .order_by(BuildJob.finished_at.desc(), BuildJob.id.desc())
+    )
+    if newest is not None:
+        query = query.limit(max(newest, 0))
+    rows = db.session.scalars(query).all()
+    return list(dict.fromkeys(layer["key"] for layers in rows for layer in layers or () if layer.get("key")))
 
 
 def prune_cache(keep_days: float | None = None, now: datetime | None = None) -> CachePruneSummary:
@@ -376,7 +383,7 @@ def prune_cache(keep_days: float | None = None, now: datetime | None = None) -> 
     summary = CachePruneSummary()
     tags = client.tags(ref.repository)
     last_used = dict(db.session.execute(select(CacheLayer.cache_key, CacheLayer.last_used_at)).all())
-    protected = active_revision_keys() & set(tags)
+    protected = set(active_revision_keys()) & set(tags)
     stale = stale_tags(tags, last_used, protected, cutoff)
     db.session.commit()  # end the read transaction while the registry is asked
     protected_digests = {m.digest for key in protected if (m := client.manifest(ref.repository, key))}

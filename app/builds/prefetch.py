@@ -38,12 +38,12 @@ from flask import current_app
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.serializers import JSONSerializer
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
 from ..extensions import db
-from ..models import BuildJob, CacheLayer, ImageSpec
+from ..models import CacheLayer
 from ..ops.logging import kv
-from .cache import REGISTRY, cache_mode, cache_repository
+from .cache import REGISTRY, active_revision_keys, cache_mode, cache_repository
 from .podman import END, Podman, RegistryAuth
 from .queue import maintenance_job, redis_connection
 
@@ -87,14 +87,7 @@ def host_queue(connection=None) -> Queue:
 def wanted(host: str, limit: int) -> list[str]:
     """The cache keys this host should hold, newest active revision first, each step in
     build order: those of the newest `limit` active revisions that another host pushed."""
-    rows = db.session.scalars(
-        select(BuildJob.cache_layers)
-        .join(ImageSpec, and_(ImageSpec.id == BuildJob.spec_id, ImageSpec.active_revision == BuildJob.revision))
-        .where(BuildJob.cache_layers.is_not(None))
-        .order_by(BuildJob.finished_at.desc(), BuildJob.id.desc())
-        .limit(max(limit, 0))
-    ).all()
-    keys = list(dict.fromkeys(layer["key"] for layers in rows for layer in layers or () if layer.get("key")))
+    keys = active_revision_keys(newest=limit)
     if not keys:
         return []
     built_on = dict(db.session.execute(
