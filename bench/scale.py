@@ -40,7 +40,6 @@ from sqlalchemy.engine import make_url
 
 from _stack import REPO, percentile
 from app import create_app
-from config import Config
 from app.auth.service import create_or_update_user, issue_token
 from app.builds import livelog
 from app.builds.logs import append_log_chunk
@@ -48,6 +47,7 @@ from app.builds.queue import redis_connection
 from app.crypto import encrypt_secret
 from app.extensions import db
 from app.models import BuildJob, ImageSpec, JobStatus, LogChunk, RegistryCredential, User, utcnow
+from config import Config
 
 ADMIN, PASSWORD = "admin", "bench-password-0"
 LIST_TARGET_MS, PAGE_P95_TARGET_MS = 50, 100
@@ -521,7 +521,8 @@ def quiet_request_log(path: Path) -> None:
 
 def print_comparison(poll: dict, unbounded: dict, slots: int, rate: float, threads: int) -> None:
     """The two live-log runs side by side: answer turns and rate as configured, and unbounded."""
-    print(f"\n  {'same load, same run':<38} {f'{slots} turn(s), {rate:g}/s':>22} {f'{threads} turns, no rate':>22}  ratio")
+    mine, theirs = f"{slots} turn(s), {rate:g}/s", f"{threads} turns, no rate"
+    print(f"\n  {'same load, same run':<38} {mine:>22} {theirs:>22}  ratio")
     rows = [("requests/s", poll["rps"], unbounded["rps"]),
             ("a wait answered, p50 ms", poll["p50"], unbounded["p50"]),
             ("a wait answered, p95 ms", poll["p95"], unbounded["p95"])]
@@ -531,7 +532,7 @@ def print_comparison(poll: dict, unbounded: dict, slots: int, rate: float, threa
             rows.append((f"{label} p95 ms", poll["pages"][label][1], unbounded["pages"][label][1]))
     for label, mine, theirs in rows:
         print(f"  {label:<38} {mine:>22.1f} {theirs:>22.1f}  {mine / theirs if theirs else float('nan'):.2f}")
-    errors = len(unbounded["server_errors"] + unbounded["page_errors"] + unbounded["failures"] + unbounded["writer_errors"])
+    errors = sum(len(unbounded[key]) for key in ("server_errors", "page_errors", "failures", "writer_errors"))
     print(f"  {'5xx, failures, writer errors':<38} {'(below)':>22} {errors:>22}")
 
 
@@ -599,7 +600,8 @@ def main():
         print(f"{label:<44} {m['median']:>9.1f} {m['p95']:>8.1f} {m['queries']:>7} {m['bytes'] / 1024:>6.0f}  "
               f"{verdict(m['median'], target)}")
     print(f"\nLive logs, gunicorn {args.workers}x{args.threads} gthread; a process: LOG_WAIT_SLOTS "
-          f"{Config.LOG_WAIT_SLOTS}, LOG_ANSWER_SLOTS {Config.LOG_ANSWER_SLOTS}, LOG_ANSWER_RATE {Config.LOG_ANSWER_RATE:g}/s. "
+          f"{Config.LOG_WAIT_SLOTS}, LOG_ANSWER_SLOTS {Config.LOG_ANSWER_SLOTS}, "
+          f"LOG_ANSWER_RATE {Config.LOG_ANSWER_RATE:g}/s. "
           f"{args.clients} viewers long-polling (wait=1) the logs of {len(facts['running'])} builds, each writing "
           f"a chunk every {args.write_every * 1000:.0f} ms and publishing its wake-up")
     print(f"  requests {poll['requests']}  ({poll['rps']:.0f}/s)   chunks written {poll['chunks_written']}   "

@@ -51,8 +51,8 @@ OVERFLOW_RETRY_SECONDS = 2
 WATCH_TTL_SECONDS = 30  # a reader renews it with every request (at least every 20 s)
 WATCH_CHECK_SECONDS = 0.25  # how often the worker asks whether anyone is watching
 
-_semaphores: dict[tuple[str, int], threading.BoundedSemaphore] = {}
-_semaphores_lock = threading.Lock()
+_shared: dict[tuple, object] = {}  # the process's semaphores and pace, by setting and size
+_shared_lock = threading.Lock()
 
 
 CHANNEL_PREFIX = "imagebuilder:log:"
@@ -120,11 +120,20 @@ def mark_watched(job_id: int) -> None:
         log.debug("job=%s could not mark its log watched", job_id, exc_info=True)
 
 
+def _process_wide(setting: str, value, make: Callable):
+    """The process's one object for ``setting`` at ``value`` (one per value, so a test may
+    change the setting), made the first time it is asked for."""
+    with _shared_lock:
+        found = _shared.get((setting, value))
+        if found is None:
+            found = _shared[(setting, value)] = make()
+        return found
+
+
 def _semaphore(setting: str, minimum: int) -> threading.BoundedSemaphore:
-    """The process's semaphore sized by ``setting`` (one per size, so a test may change it)."""
+    """The process's semaphore sized by ``setting``."""
     size = max(minimum, int(current_app.config[setting]))
-    with _semaphores_lock:
-        return _semaphores.setdefault((setting, size), threading.BoundedSemaphore(size))
+    return _process_wide(setting, size, lambda: threading.BoundedSemaphore(size))
 
 
 @contextmanager
@@ -182,16 +191,12 @@ class Pace:
             self._next = max(self._clock(), self._next - 1.0 / self.rate)
 
 
-_paces: dict[float, Pace] = {}
-
-
 def pace() -> Pace | None:
     """The process's pace for log answers (LOG_ANSWER_RATE a second), None when unlimited."""
-    rate = float(current_app.config.get("LOG_ANSWER_RATE", 0))
+    rate = float(current_app.config["LOG_ANSWER_RATE"])
     if rate <= 0:
         return None
-    with _semaphores_lock:
-        return _paces.setdefault(rate, Pace(rate, burst=max(1.0, rate / 4)))
+    return _process_wide("LOG_ANSWER_RATE", rate, lambda: Pace(rate, burst=max(1.0, rate / 4)))
 
 
 class Wakeups:

@@ -85,9 +85,10 @@ def _nothing_new(retry_after: int | None = None):
 
 def _answer(job_id: int, offset: int, state: str | None, line: int, step: int, patience: float) -> str | None:
     """The log update after the cursor, or None while there is nothing new (or no answer
-    moment or turn came within ``patience`` seconds). Looks and renders in one of the process's answer turns
-    (livelog.answer_turn), in a transaction of its own that has ended when it returns: a
-    request sleeping for a turn or for news holds no pooled connection.
+    moment or turn came within ``patience`` seconds). Looks and renders in one of the
+    process's answer turns (livelog.answer_turn), in a transaction of its own that has
+    ended when it returns: a request sleeping for a turn or for news holds no pooled
+    connection.
 
     The status is read before the log: a job that had finished by then had written all its
     log, so an empty read of a finished job means the log is complete and the poller comes
