@@ -4,6 +4,7 @@ from flask_babel import gettext as _
 
 from ..auth.service import user_for_token
 from ..auth.throttle import record_failure, seconds_to_wait, wait_message
+from ..ops.logging import remember_username
 from . import bp
 
 PUBLIC_ENDPOINTS = {"api.openapi"}
@@ -27,6 +28,7 @@ def require_token():
         record_failure("token")
         return _unauthorized(_("The API token is not valid."), rfc6750_error="invalid_token")
     g.api_user = user
+    remember_username(user)
     return None
 
 

@@ -5,6 +5,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from .. import audit
 from ..extensions import db, login_manager
 from ..models import User
+from ..ops.logging import remember_username
 from ..params import NoSuchRow
 from ..ui import local_target
 from . import bp
@@ -36,6 +37,7 @@ def require_login():
         return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    remember_username(current_user)  # loaded now, before any commit of the request expires it
     return None
 
 

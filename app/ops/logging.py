@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import g, request
+from flask import g, has_request_context, request
+from sqlalchemy import inspect as sa_inspect
 
 request_log = logging.getLogger("app.request")
 
@@ -64,6 +65,23 @@ def configure_logging(app=None, level=logging.INFO) -> None:
         app.after_request(_log_request)
 
 
+def remember_username(user) -> None:
+    """Note who makes this request, for its log line; called where the user is loaded."""
+    if has_request_context():
+        g.request_username = user.username
+
+
+def _username() -> str | None:
+    """Who made the request, never at the cost of a query: the name remembered, else the
+    name of a user the request loaded while it is still loaded (a public page's viewer)."""
+    name = g.get("request_username")
+    if name is not None:
+        return name
+    user = g.get("api_user") or g.get("_login_user")
+    state = sa_inspect(user, raiseerr=False) if user is not None else None
+    return state.dict.get("username") if state is not None else None
+
+
 def _start_timer():
     g.request_started = time.perf_counter()
 
@@ -71,14 +89,14 @@ def _start_timer():
 def _log_request(response):
     started = g.get("request_started")
     duration = (time.perf_counter() - started) * 1000 if started else 0.0
-    # Only a user this request already loaded: logging must not cost a query.
-    user = g.get("api_user") or g.get("_login_user")
+    # The name remembered when the request loaded its user (remember_username): reading
+    # ``user.username`` here would reload the row a commit of the request has expired.
     request_log.info(
         "method=%s path=%s status=%s duration_ms=%.1f user=%s",
         request.method,
         kv(request.path),
         response.status_code,
         duration,
-        kv(getattr(user, "username", None)),
+        kv(_username()),
     )
     return response
