@@ -1,7 +1,11 @@
 """Live logs (app/builds/livelog.py): the job page's long poll waits for the worker's next
 chunk and answers with it, gives up with a 204 after LOG_WAIT_SECONDS, answers at once when
 no waiting slot is free; the worker's log writer flushes sooner while someone reads."""
+import logging
+import re
 import threading
+
+from sqlalchemy import event
 
 from app.builds import livelog
 from app.builds.logs import append_log_chunk
@@ -120,6 +124,34 @@ def test_a_waiting_poll_holds_no_pooled_database_connection(app, client, auth):
     writer.join()
     assert seen == {"waiting": True, "checked out": 0}
     assert response.status_code == 200 and "after the look" in response.get_data(as_text=True)
+
+
+def test_a_log_answer_costs_four_queries_and_its_log_line_names_its_user(app, client, auth, caplog):
+    """The answer's commits expire what the request loaded; the request log line must not
+    reload the user, nor the look load the spec apart from its job (a query each per log
+    request, at 50 viewers' request rates)."""
+    job = running_job()
+    url = waiting_url(client, job)
+    append_log_chunk(db.session.get(BuildJob, job.id), "a line\n")
+    db.session.commit()
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with caplog.at_level(logging.INFO, logger="app.request"):
+            response = client.get(url)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert response.status_code == 200 and "a line" in response.get_data(as_text=True)
+    tables = [re.search(r"\bFROM\s+(\w+)", s).group(1) for s in statements]
+    # The session's user; the job (404 or not, may it grow); the look: job with its spec, chunks.
+    assert tables == ["users", "build_jobs", "build_jobs", "log_chunks"]
+    assert re.search(r"\bJOIN\s+image_specs\b", statements[2])
+    lines = [r.getMessage() for r in caplog.records if r.name == "app.request"]
+    assert lines[-1].startswith("method=GET path=/jobs/") and lines[-1].endswith(" user=admin")
 
 
 def test_log_answers_take_turns_and_a_poll_sleeps_until_a_turn_is_free(app, client, auth):

@@ -4,6 +4,8 @@ import zlib
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..models import BuildJob, JobStatus
@@ -24,6 +26,14 @@ PLAIN_PATIENCE_SECONDS = 0.5
 
 def _job_or_404(job_id: int) -> BuildJob:
     return db.session.get(BuildJob, job_id) or abort(404)
+
+
+def _looked_up_job(job_id: int) -> BuildJob:
+    """The job and its spec, both read afresh in one query: a look's commit has expired
+    them, and one query per look instead of two counts at 50 viewers' request rates."""
+    query = (select(BuildJob).options(joinedload(BuildJob.spec)).where(BuildJob.id == job_id)
+             .execution_options(populate_existing=True))
+    return db.session.execute(query).scalar_one_or_none() or abort(404)
 
 
 def status_key(job: BuildJob) -> str:
@@ -101,7 +111,7 @@ def _answer(job_id: int, offset: int, state: str | None, line: int, step: int, p
         if not turn:
             return None
         try:
-            job = _job_or_404(job_id)
+            job = _looked_up_job(job_id)
             finished = not job.log_may_grow
             chunks, next_offset = read_chunks(job.id, offset)
             new_state = status_key(job)
