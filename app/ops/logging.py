@@ -72,12 +72,14 @@ def remember_username(user) -> None:
 
 
 def _username() -> str | None:
-    """Who made the request, never at the cost of a query: the name remembered, else the
-    name of a user the request loaded while it is still loaded (a public page's viewer)."""
+    """Who made the request, never at the cost of a query: the name remembered (every API
+    request and signed-in page), else on a public page the name of a user the request
+    loaded, while it is still loaded. Reading ``user.username`` instead would reload a row
+    that a commit of the request has expired."""
     name = g.get("request_username")
     if name is not None:
         return name
-    user = g.get("api_user") or g.get("_login_user")
+    user = g.get("_login_user")
     state = sa_inspect(user, raiseerr=False) if user is not None else None
     return state.dict.get("username") if state is not None else None
 
@@ -89,8 +91,6 @@ def _start_timer():
 def _log_request(response):
     started = g.get("request_started")
     duration = (time.perf_counter() - started) * 1000 if started else 0.0
-    # The name remembered when the request loaded its user (remember_username): reading
-    # ``user.username`` here would reload the row a commit of the request has expired.
     request_log.info(
         "method=%s path=%s status=%s duration_ms=%.1f user=%s",
         request.method,
